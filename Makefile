@@ -1,0 +1,28 @@
+# The two commands a fresh machine needs: `make demo` (the main job) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench-shrink clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mobileprune shrink mobilenet_v1 --target 0.84 --out demo-out --force
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check mobileprune tests benchmarks tools
+
+bench-shrink: $(STAMP)
+	$(BIN)/python benchmarks/shrink_mobilenet_v2.py
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

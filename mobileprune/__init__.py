@@ -1,0 +1,1 @@
+"""mobileprune: structured pruning for mobile CNNs."""
