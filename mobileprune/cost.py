@@ -45,9 +45,7 @@ def count_cost(model: nn.Module, example_input: torch.Tensor) -> Cost:
             macs += per_sample * module.in_features
 
     handles = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
+        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
     ]
     try:
         with torch.no_grad():
@@ -160,13 +158,25 @@ def _layer_shapes(model: nn.Module, example_input: torch.Tensor, names: set[str]
         if isinstance(m, nn.modules.conv._ConvNd):
             kind = "dwconv" if is_depthwise(m) else "conv"
             layers[name] = _Layer(
-                kind, m.out_channels, m.in_channels, m.groups, math.prod(m.kernel_size),
-                m.bias is not None, positions.get(name, 0), own,
+                kind,
+                m.out_channels,
+                m.in_channels,
+                m.groups,
+                math.prod(m.kernel_size),
+                m.bias is not None,
+                positions.get(name, 0),
+                own,
             )
         elif isinstance(m, nn.Linear):
             layers[name] = _Layer(
-                "linear", m.out_features, m.in_features, 1, 1, m.bias is not None,
-                positions.get(name, 1), own,
+                "linear",
+                m.out_features,
+                m.in_features,
+                1,
+                1,
+                m.bias is not None,
+                positions.get(name, 1),
+                own,
             )
         else:
             channels = _channel_count(m)

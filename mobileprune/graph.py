@@ -155,13 +155,11 @@ class PruningGraph:
             if name is None or not any(True for _ in module.parameters(recurse=False)):
                 continue  # torch-pruning's pseudo-modules for element-wise ops, concat, split, ...
             side = "out" if self.dg.is_out_channel_pruning_fn(item.dep.handler) else "in"
-            pairs = tuple(zip((int(r) for r in item.root_idxs), (int(i) for i in item.idxs)))
+            pairs = tuple(zip((int(r) for r in item.root_idxs), (int(i) for i in item.idxs), strict=True))
             members.append(GroupMember(name, side, pairs))
         return members
 
-    def _units(
-        self, root: str, channels: int, members: Sequence[GroupMember]
-    ) -> tuple[tuple[int, ...], ...]:
+    def _units(self, root: str, channels: int, members: Sequence[GroupMember]) -> tuple[tuple[int, ...], ...]:
         """Partition root channels into sets torch-pruning always removes together.
 
         Only groups with a member that sees part of the channels (a concat) can tie channels; for those

@@ -66,9 +66,7 @@ def resolve_spec(arch: str, **kwargs: Any) -> ModelSpec:
         base = _torchvision_spec(arch, arch.split(":", 1)[1])
     else:
         known = ", ".join(sorted(ZOO))
-        raise UserError(
-            f"unknown architecture '{arch}': use one of {known}, or timm:<name> / torchvision:<name>"
-        )
+        raise UserError(f"unknown architecture '{arch}': use one of {known}, or timm:<name> / torchvision:<name>")
     if "num_classes" in kwargs:
         base = _replace(base, num_classes=int(kwargs["num_classes"]))
     return _replace(base, kwargs={**base.kwargs, **kwargs})

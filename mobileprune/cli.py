@@ -1,0 +1,161 @@
+"""The `mobileprune` command: a thin layer over the Python API.
+
+User errors print one line and exit 2; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Structured pruning for mobile CNNs.",
+)
+err = Console(stderr=True)
+_debug = False
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    global _debug
+    _debug = debug
+
+
+@app.command()
+def shrink(
+    model: Annotated[str, typer.Argument(help="Checkpoint, zoo name (mobilenet_v2, timm:NAME, ...) or shrink output.")],
+    target: Annotated[str, typer.Option(help="Fraction to keep, in (0, 1].")] = "0.84",
+    arch: Annotated[str | None, typer.Option(help="Architecture of a state-dict checkpoint.")] = None,
+    by: Annotated[str, typer.Option(help="What the target counts: params or macs.")] = "params",
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("shrunk"),
+    force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+    data: Annotated[Path | None, typer.Option(help="ImageFolder root (train/ and val/) for retraining.")] = None,
+    eval_data: Annotated[Path | None, typer.Option(help="Labelled ImageFolder to measure accuracy on.")] = None,
+    distill: Annotated[bool, typer.Option(help="Learn from the unpruned model (no labels needed).")] = False,
+    criterion: Annotated[str, typer.Option(help="Channel ranking: l1.")] = "l1",
+    allocation: Annotated[str, typer.Option(help="Per-layer amounts: sensitivity or uniform.")] = "sensitivity",
+    schedule: Annotated[str, typer.Option(help="layerwise or oneshot.")] = "layerwise",
+    round_to: Annotated[int, typer.Option(help="Channel counts become multiples of this.")] = 8,
+    steps_per_layer: Annotated[int, typer.Option(help="Retraining batches after each layer.")] = 50,
+    epochs: Annotated[float, typer.Option(help="Final fine-tune epochs.")] = 0.0,
+    lr: Annotated[float, typer.Option(help="Retraining learning rate (SGD, momentum 0.9).")] = 0.003,
+    batch_size: Annotated[int, typer.Option(help="Batch size for retraining and evaluation.")] = 32,
+    temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 2.0,
+    calibration_images: Annotated[int, typer.Option(help="Images for sensitivity measurement.")] = 64,
+    input_size: Annotated[int | None, typer.Option(help="Override the preset's input size.")] = None,
+    num_classes: Annotated[int | None, typer.Option(help="Classes of a checkpoint's classifier.")] = None,
+    pretrained: Annotated[bool, typer.Option(help="Download the library's weights (needs internet).")] = False,
+    trust_pickle: Annotated[bool, typer.Option(help="Allow loading a pickled nn.Module (runs its code).")] = False,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    seed: Annotated[int, typer.Option()] = 0,
+    quiet: Annotated[bool, typer.Option(help="No progress bars or log lines.")] = False,
+) -> None:
+    """Remove whole conv filters until TARGET of the parameters (or MACs) remain."""
+    from dataclasses import replace
+
+    from .data import open_data, open_image_folder
+    from .loading import load_model
+    from .output import check_output_dir, save_output
+    from .progress import Progress
+    from .report import print_report
+    from .shrink import ShrinkConfig
+    from .shrink import shrink as run_shrink
+    from .training import TrainConfig
+
+    console = Console(quiet=quiet)
+    config = ShrinkConfig(
+        target=_parse_target(target),
+        by=by,
+        criterion=criterion,
+        allocation=allocation,
+        schedule=schedule,
+        round_to=round_to,
+        steps_per_layer=steps_per_layer,
+        epochs=epochs,
+        distill=distill,
+        batch_size=batch_size,
+        calibration_images=calibration_images,
+        seed=seed,
+        device=device,
+        train=TrainConfig(lr=lr, distill=distill, temperature=temperature),
+    )
+    config.validate()
+    check_output_dir(out, force)
+    kwargs = {"num_classes": num_classes} if num_classes else {}
+    loaded = load_model(model, arch, pretrained=pretrained, trust_pickle=trust_pickle, arch_kwargs=kwargs)
+    if input_size:
+        loaded.spec = replace(loaded.spec, input_size=input_size)
+    spec = loaded.spec
+    progress = Progress(console, bars=not quiet)
+    if loaded.weights == "random":
+        progress.log(
+            f"[yellow]{model}: no checkpoint given, using random weights "
+            "(sizes and speed are real; accuracy is meaningless)[/yellow]"
+        )
+    splits = open_data(data, spec.input_size, spec.mean, spec.std, seed) if data else None
+    evals = open_image_folder(eval_data, spec.input_size, spec.mean, spec.std) if eval_data else None
+    result = run_shrink(loaded, config, splits, evals, progress)
+    save_output(result, out, force=force)
+    print_report(result.report, console)
+    console.print(f"wrote {out}/ (model.pt2, model.safetensors, plan.json, report.json)", highlight=False)
+
+
+@app.command()
+def info(
+    folder: Annotated[Path, typer.Argument(help="A shrink output folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json.")] = False,
+) -> None:
+    """Show what a shrink run did."""
+    from .output import read_report
+    from .report import print_report
+
+    report = read_report(folder)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report, Console())
+
+
+def _parse_target(text: str) -> float:
+    from .shrink import parse_target
+
+    return parse_target(text)
+
+
+def main() -> None:
+    """Console entry point: user errors are one line and exit code 2."""
+    debug = "--debug" in sys.argv
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        if debug:
+            raise
+        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except Exception as exc:
+        if type(exc).__name__ == "Abort":
+            err.print("aborted")
+            sys.exit(130)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's (or typer's) usage errors
+            if debug:
+                raise
+            err.print(f"error: {exc.format_message()}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        if debug:
+            raise
+        err.print(
+            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)

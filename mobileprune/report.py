@@ -1,0 +1,52 @@
+"""The before/after tables printed by `shrink` and `info`, from report.json alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    before, after = report["before"], report["after"]
+    spec = report["spec"]
+    summary = Table(title=f"{spec['arch']} ({report['source']['weights']} weights)", title_justify="left")
+    summary.add_column("")
+    summary.add_column("before", justify="right")
+    summary.add_column("after", justify="right")
+    summary.add_column("ratio", justify="right")
+    summary.add_row("parameters", f"{before['params']:,}", f"{after['params']:,}", f"{report['ratios']['params']:.4f}")
+    summary.add_row("MACs", f"{before['macs']:,}", f"{after['macs']:,}", f"{report['ratios']['macs']:.4f}")
+    acc = report.get("accuracy", {})
+    for key, label in (
+        ("before", "top-1 before"),
+        ("after_pruning", "top-1 after pruning"),
+        ("after_retraining", "top-1 after retraining"),
+    ):
+        if acc.get(key):
+            summary.add_row(label, "", f"{acc[key]['top1']:.4f}", "")
+    console.print(summary)
+
+    stages = Table(title="channels per group (producer layer)", title_justify="left")
+    stages.add_column("group")
+    stages.add_column("before", justify="right")
+    stages.add_column("after", justify="right")
+    for g in report["groups"]:
+        mark = "" if g["before"] == g["after"] else f" (-{g['before'] - g['after']})"
+        stages.add_row(g["group"], str(g["before"]), f"{g['after']}{mark}")
+    console.print(stages)
+
+    t = report["timings_s"]
+    console.print(
+        f"target {report['target']:.4f} of {report['by']}, achieved {report['achieved']:.4f}; "
+        f"allocation: {report['allocation']['strategy']}; "
+        f"criterion: {report['config']['criterion']}; schedule: {report['config']['schedule']}; "
+        f"time taken {t['total_s']:.1f} s",
+        highlight=False,
+    )
+    retrain = report.get("retraining", {})
+    if not retrain.get("done"):
+        console.print(f"[yellow]{retrain.get('note', '')}[/yellow]")
+    elif retrain.get("skipped_images"):
+        console.print(f"[yellow]skipped {retrain['skipped_images']} unreadable images[/yellow]")

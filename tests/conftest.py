@@ -1,0 +1,80 @@
+"""Shared fixtures: tiny models, an in-process CLI runner, and small image folders made on the fly."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mobileprune.cli import main
+
+# Reduced variants of the architectures `shrink` must handle; 10 classes keep the classifier small.
+TINY_ARCHS = {
+    "mobilenet_v1": {},
+    "mobilenet_v2": {"width_mult": 0.25},
+    "mobilenet_v3_small": {"width_mult": 0.25},
+    "mobilenet_v3_large": {"width_mult": 0.25},
+    "timm:efficientnet_lite0": {},
+    "timm:ghostnet_050": {},
+    "torchvision:mnasnet0_5": {},
+    "torchvision:shufflenet_v2_x0_5": {},
+    "torchvision:resnet18": {},
+}
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """Run `mobileprune ARGS` in-process; returns exit code and captured output."""
+
+    def run(*args: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["mobileprune", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def write_images(
+    folder: Path, classes: dict[str, tuple[int, int, int]], per_class: int, size: int = 32, seed: int = 0
+) -> None:
+    """Noisy solid-colour JPEGs, one colour per class: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    for name, rgb in classes.items():
+        d = folder / name
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.clip(np.array(rgb) + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(d / f"{i}.jpg")
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """train/ and val/ with two colour classes, plus one corrupt file in train."""
+    root = tmp_path / "data"
+    colours = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+    write_images(root / "train", colours, 24)
+    write_images(root / "val", colours, 8, seed=1)
+    (root / "train" / "red" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

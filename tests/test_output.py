@@ -1,0 +1,70 @@
+"""The output folder: pickle-free reload, plain-PyTorch reload, atomic writes, shrinking again."""
+
+import json
+
+import pytest
+import torch
+
+import mobileprune
+from mobileprune import ShrinkConfig, load_model, save_output, shrink
+
+
+@pytest.fixture(scope="module")
+def shrunk(tmp_path_factory):
+    loaded = load_model("mobilenet_v3_small", arch_kwargs={"num_classes": 10, "width_mult": 0.25})
+    loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": 64})
+    result = shrink(loaded, ShrinkConfig(target=0.8, allocation="uniform"))
+    out = tmp_path_factory.mktemp("o") / "shrunk"
+    save_output(result, out)
+    return result, out
+
+
+def test_load_rebuilds_the_same_model_without_pickles(shrunk):
+    result, out = shrunk
+    x = torch.randn(2, 3, 64, 64)
+    again = mobileprune.load(out)
+    torch.testing.assert_close(again(x), result.model(x))
+    assert {p.name for p in out.iterdir()} == {"model.pt2", "model.safetensors", "plan.json", "report.json"}
+
+
+def test_model_pt2_loads_with_plain_pytorch(shrunk):
+    result, out = shrunk
+    x = torch.randn(1, 3, 64, 64)
+    module = torch.export.load(out / "model.pt2").module()
+    torch.testing.assert_close(module(x), result.model(x))
+
+
+def test_report_has_what_a_user_needs(shrunk):
+    _, out = shrunk
+    report = json.loads((out / "report.json").read_text())
+    assert report["before"]["params"] > report["after"]["params"]
+    assert abs(report["achieved"] - 0.8) <= 0.01
+    assert report["spec"]["input_size"] == 64 and report["spec"]["mean"]
+    assert {"torch", "torch_pruning", "timm"} <= set(report["versions"])
+    assert any(layer["out"][0] != layer["out"][1] for layer in report["layers"])
+
+
+def test_a_shrink_output_can_be_shrunk_again(shrunk, tmp_path):
+    _, out = shrunk
+    loaded = load_model(out)
+    first = sum(p.numel() for p in loaded.model.parameters())
+    result = shrink(loaded, ShrinkConfig(target=0.8, allocation="uniform"))
+    save_output(result, tmp_path / "twice")
+    again = mobileprune.load(tmp_path / "twice")
+    assert sum(p.numel() for p in again.parameters()) == result.report["after"]["params"] < first
+
+
+def test_interrupted_save_leaves_the_previous_output(shrunk, tmp_path, monkeypatch):
+    result, out = shrunk
+    target = tmp_path / "keep"
+    save_output(result, target)
+    before = (target / "model.safetensors").read_bytes()
+
+    def explode(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mobileprune.output.save_file", explode)
+    with pytest.raises(KeyboardInterrupt):
+        save_output(result, target, force=True)
+    assert (target / "model.safetensors").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep"]  # no temporary folder left behind
