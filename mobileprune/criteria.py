@@ -13,21 +13,13 @@ from typing import ClassVar
 import torch
 import torch_pruning as tp
 
-from .errors import UserError
+from .registry import Registry
 
-CRITERIA: dict[str, type[Criterion]] = {}
-
-
-def register_criterion(cls: type[Criterion]) -> type[Criterion]:
-    CRITERIA[cls.name] = cls
-    return cls
+CRITERIA: Registry[Criterion] = Registry("criterion")
 
 
 def get_criterion(name: str) -> Criterion:
-    try:
-        return CRITERIA[name]()
-    except KeyError:
-        raise UserError(f"unknown criterion '{name}': choose one of {', '.join(sorted(CRITERIA))}") from None
+    return CRITERIA.create(name)
 
 
 class Criterion(ABC):
@@ -41,7 +33,7 @@ class Criterion(ABC):
         """One non-negative score per root channel of `group`; the lowest are removed first."""
 
 
-@register_criterion
+@CRITERIA.register
 class L1Criterion(Criterion):
     """Li et al. 2017, "Pruning Filters for Efficient ConvNets", summed over the whole group.
 

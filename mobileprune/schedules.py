@@ -14,10 +14,10 @@ from typing import ClassVar
 import torch.nn as nn
 
 from .criteria import Criterion
-from .errors import UserError
 from .graph import PruningGraph
 from .plan import ChannelPlan
 from .progress import SILENT, Progress
+from .registry import Registry
 from .training import Accuracy, Trainer, evaluate
 
 
@@ -45,19 +45,11 @@ class ScheduleContext:
         return channels
 
 
-SCHEDULES: dict[str, type[Schedule]] = {}
-
-
-def register_schedule(cls: type[Schedule]) -> type[Schedule]:
-    SCHEDULES[cls.name] = cls
-    return cls
+SCHEDULES: Registry[Schedule] = Registry("schedule")
 
 
 def get_schedule(name: str) -> Schedule:
-    try:
-        return SCHEDULES[name]()
-    except KeyError:
-        raise UserError(f"unknown schedule '{name}': choose one of {', '.join(sorted(SCHEDULES))}") from None
+    return SCHEDULES.create(name)
 
 
 class Schedule(ABC):
@@ -68,7 +60,7 @@ class Schedule(ABC):
         """Prune `ctx.model` as allocated; returns per-step log entries for the report."""
 
 
-@register_schedule
+@SCHEDULES.register
 class OneShot(Schedule):
     """Every group pruned at once, in network order; retraining (if any) happens afterwards."""
 
@@ -83,7 +75,7 @@ class OneShot(Schedule):
         return [{"group": n, "channels_after": ctx.graph.channels(n)} for n in names]
 
 
-@register_schedule
+@SCHEDULES.register
 class LayerWise(Schedule):
     """Prune one group, retrain briefly, evaluate, move to the next (input to output)."""
 

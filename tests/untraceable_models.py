@@ -1,23 +1,19 @@
 """A model torch-pruning's graph walker cannot follow: ShuffleNetV2 blocks with the shuffle inline.
 
-It is torchvision's ShuffleNetV2 block under another class name, so mobileprune's ShuffleNet adapter
-does not recognise it and the tracer meets the raw view → transpose → view.
+Same block as mobileprune's traceable one, but the shuffle is a plain method (view → transpose → view)
+instead of a child module, so the tracer meets the raw reshape.
 """
 
 import torch
 import torch.nn as nn
 from torchvision.models import shufflenetv2
 
+from mobileprune.tracing_fixes import TraceableShuffleResidual
 
-class InlineShuffleBlock(shufflenetv2.InvertedResidual):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride == 1:
-            x1, x2 = x.chunk(2, dim=1)
-            out = torch.cat((x1, self.branch2(x2)), dim=1)
-        else:
-            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
-        b, c, h, w = out.shape
-        return out.view(b, 2, c // 2, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
+
+class InlineShuffleBlock(TraceableShuffleResidual):
+    def shuffle(self, x: torch.Tensor) -> torch.Tensor:
+        return shufflenetv2.channel_shuffle(x, 2)
 
 
 def inline_shufflenet() -> nn.Module:
