@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--steps-per-layer", type=int, default=5)
     ap.add_argument("--final-steps", type=int, default=100)
     ap.add_argument("--calibration-images", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=0.001)
+    ap.add_argument("--lr", type=float, default=3e-5)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "shrink_mobilenet_v2.json")
     args = ap.parse_args()
 

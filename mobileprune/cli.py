@@ -48,7 +48,8 @@ def shrink(
     round_to: Annotated[int, typer.Option(help="Channel counts become multiples of this.")] = 8,
     steps_per_layer: Annotated[int, typer.Option(help="Retraining batches after each layer.")] = 50,
     epochs: Annotated[float, typer.Option(help="Final fine-tune epochs.")] = 0.0,
-    lr: Annotated[float, typer.Option(help="Retraining learning rate (SGD, momentum 0.9).")] = 0.003,
+    optimizer: Annotated[str, typer.Option(help="adamw or sgd (nesterov, momentum 0.9).")] = "adamw",
+    lr: Annotated[float, typer.Option(help="Retraining learning rate.")] = 3e-5,
     batch_size: Annotated[int, typer.Option(help="Batch size for retraining and evaluation.")] = 32,
     temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 2.0,
     calibration_images: Annotated[int, typer.Option(help="Images for sensitivity measurement.")] = 64,
@@ -62,6 +63,8 @@ def shrink(
 ) -> None:
     """Remove whole conv filters until TARGET of the parameters (or MACs) remain."""
     from dataclasses import replace
+
+    import torch
 
     from .data import open_data, open_image_folder
     from .loading import load_model
@@ -87,11 +90,12 @@ def shrink(
         calibration_images=calibration_images,
         seed=seed,
         device=device,
-        train=TrainConfig(lr=lr, distill=distill, temperature=temperature),
+        train=TrainConfig(optimizer=optimizer, lr=lr, distill=distill, temperature=temperature),
     )
     config.validate()
     check_output_dir(out, force)
     kwargs = {"num_classes": num_classes} if num_classes else {}
+    torch.manual_seed(seed)  # random-weight models are built here: same seed, same model, same result
     loaded = load_model(model, arch, pretrained=pretrained, trust_pickle=trust_pickle, arch_kwargs=kwargs)
     if input_size:
         loaded.spec = replace(loaded.spec, input_size=input_size)

@@ -57,6 +57,8 @@ class ShrinkConfig:
             raise UserError(f"--by must be 'params' or 'macs', not '{self.by}'")
         if self.allocation not in ALLOCATIONS:
             raise UserError(f"unknown allocation '{self.allocation}': choose {' or '.join(ALLOCATIONS)}")
+        if self.train.optimizer not in ("adamw", "sgd"):
+            raise UserError(f"--optimizer must be 'adamw' or 'sgd', not '{self.train.optimizer}'")
         if self.round_to < 1:
             raise UserError(f"--round-to must be at least 1, not {self.round_to}")
         get_criterion(self.criterion)

