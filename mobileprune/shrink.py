@@ -107,6 +107,14 @@ def shrink(
     if config.distill and data is None:
         raise UserError("--distill needs images: pass --data DIR (labels are not needed)")
     eval_set = eval_data or (data.val if data and data.val and data.val.labeled else None)
+    eval_note = None
+    if eval_set is not None and len(eval_set.classes) != spec.num_classes:
+        eval_note = (
+            f"accuracy not measured: the evaluation images have {len(eval_set.classes)} classes, the model "
+            f"predicts {spec.num_classes}; pass --eval-data with the model's own classes"
+        )
+        progress.log(f"[yellow]{eval_note}[/yellow]")
+        eval_set = None
     eval_loader = make_loader(eval_set, config.batch_size, False, workers=config.workers) if eval_set else None
     if data is not None and not data.train.labeled and not config.distill:
         raise UserError(f"'{data.root}' has no class folders, so no labels: add --distill to learn from them")
@@ -225,6 +233,7 @@ def shrink(
             "after_pruning": _acc_json(acc_pruned),
             "after_retraining": _acc_json(acc_retrained),
             "eval_images": (eval_set and f"{len(eval_set)} images") or None,
+            "note": eval_note,
         },
         "retraining": _retrain_note(data, trainer, config),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},

@@ -73,18 +73,59 @@ def test_layerwise_retraining_on_labels_wins_back_accuracy(image_folder):
     assert [e["group"] for e in result.report["schedule_log"]]  # one entry per pruned layer
 
 
-def test_distillation_learns_from_unlabeled_images(tmp_path):
+def test_unlabeled_folder_needs_distillation(tmp_path):
     from conftest import write_images
 
-    write_images(tmp_path / "flat_tmp", {"x": (128, 128, 128)}, 40)
-    flat = tmp_path / "flat"
-    (tmp_path / "flat_tmp" / "x").rename(flat)  # images directly in the folder: no labels
-    loaded = load_model("mobilenet_v3_small", arch_kwargs={"num_classes": 10, "width_mult": 0.25})
+    from mobileprune.errors import UserError
+
+    write_images(tmp_path, {"flat": (128, 128, 128)}, 12)  # images directly in tmp_path/flat: no labels
+    loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 10, "width_mult": 0.25})
+    data = open_data(tmp_path / "flat", 32, loaded.spec.mean, loaded.spec.std)
+    assert not data.train.labeled
+    with pytest.raises(UserError, match="no class folders, so no labels: add --distill"):
+        shrink(loaded, ShrinkConfig(target=0.8, allocation="uniform"), data)
+
+
+def test_distillation_pulls_the_pruned_model_back_to_the_teacher(image_folder):
+    import copy
+
+    import torch.nn.functional as F
+
+    from mobileprune.plan import ChannelPlan
+    from mobileprune.presets import classifier_module
+
+    loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 2, "width_mult": 0.5})
     loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": 32})
-    data = open_data(flat, 32, loaded.spec.mean, loaded.spec.std)
+    data = open_data(image_folder, 32, loaded.spec.mean, loaded.spec.std)
+    teacher = copy.deepcopy(_pretrain(loaded.model, data))
     config = ShrinkConfig(
-        target=0.7, allocation="uniform", schedule="oneshot", epochs=4, distill=True, batch_size=8, workers=0
+        target=0.3, allocation="uniform", schedule="oneshot", epochs=8, distill=True, batch_size=16, workers=0
     )
+    config.train.lr = 1e-3
     result = shrink(loaded, config, data)
     assert result.report["retraining"]["mode"] == "distillation from the unpruned model"
-    assert result.report["retraining"]["steps"] > 0
+
+    pruned_only = ChannelPlan(result.plan.steps).replay(
+        copy.deepcopy(teacher), result.example_input, [classifier_module(teacher, result.spec)]
+    )
+    x = torch.stack([data.calibration_set()[i][0] for i in range(0, 40, 2)])
+
+    def kl_to_teacher(model):
+        with torch.no_grad():
+            student, target = F.log_softmax(model(x), 1), F.log_softmax(teacher(x), 1)
+            return float(F.kl_div(student, target, log_target=True, reduction="batchmean"))
+
+    damage = kl_to_teacher(pruned_only)
+    assert damage > 1e-3  # pruning to 0.3 really moved the model away from its teacher
+    assert kl_to_teacher(result.model) < 0.5 * damage
+
+
+def test_accuracy_is_not_measured_against_foreign_labels(image_folder):
+    loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 10, "width_mult": 0.25})
+    loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": 32})
+    data = open_data(image_folder, 32, loaded.spec.mean, loaded.spec.std)  # 2 classes, model has 10
+    config = ShrinkConfig(target=0.8, allocation="uniform", schedule="oneshot", distill=True, workers=0)
+    result = shrink(loaded, config, data)
+    accuracy = result.report["accuracy"]
+    assert accuracy["before"] is None and accuracy["after_retraining"] is None
+    assert "2 classes, the model predicts 10" in accuracy["note"]
