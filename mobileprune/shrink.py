@@ -165,17 +165,17 @@ def shrink(
     channels_before = {g.name: graph.channels(g.name) for g in graph.groups}
     layers_before = _layer_shapes(model)
     ctx = ScheduleContext(
-        model,
-        graph,
-        dict(allocation.removed),
-        criterion,
-        plan,
-        trainer,
-        eval_loader,
-        config.steps_per_layer,
-        config.eval_batches if eval_loader else 0,
-        config.device,
-        progress,
+        model=model,
+        graph=graph,
+        removals=dict(allocation.removed),
+        criterion=criterion,
+        plan=plan,
+        trainer=trainer,
+        val_loader=eval_loader,
+        steps_per_layer=config.steps_per_layer,
+        eval_batches=config.eval_batches if eval_loader else 0,
+        device=config.device,
+        progress=progress,
     )
     schedule_log = get_schedule(config.schedule).run(ctx)
     timings["prune_s"] = time.time() - t
