@@ -52,7 +52,7 @@ def shrink(
     lr: Annotated[float, typer.Option(help="Retraining learning rate.")] = 3e-5,
     batch_size: Annotated[int, typer.Option(help="Batch size for retraining and evaluation.")] = 32,
     temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 2.0,
-    calibration_images: Annotated[int, typer.Option(help="Images for sensitivity measurement.")] = 64,
+    calibration_images: Annotated[int, typer.Option(help="Images for sensitivity measurement.")] = 32,
     input_size: Annotated[int | None, typer.Option(help="Override the preset's input size.")] = None,
     num_classes: Annotated[int | None, typer.Option(help="Classes of a checkpoint's classifier.")] = None,
     pretrained: Annotated[bool, typer.Option(help="Download the library's weights (needs internet).")] = False,

@@ -57,7 +57,7 @@ def load_model(
         raise UserError(f"no such file or model name: '{text}' (give a checkpoint path or a zoo name)")
     if path.stat().st_size == 0:
         raise UserError(f"'{text}' is empty: not a PyTorch checkpoint")
-    sha = _sha256(path)
+    sha = sha256_of(path)
     obj = _read_checkpoint(path, trust_pickle)
     if isinstance(obj, nn.Module):
         from .tracing_fixes import make_traceable
@@ -160,7 +160,7 @@ def _spec_for_module(model: nn.Module, source: str) -> ModelSpec:
     return ModelSpec("pickled", "pickle", source, classifier=names.get(classifier), num_classes=int(out))
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import UserError
-from .loading import LoadedModel, _sha256
+from .loading import LoadedModel, sha256_of
 from .plan import PLAN_FORMAT, ChannelPlan
 from .presets import ModelSpec, build_model, classifier_module
 
@@ -91,7 +91,7 @@ def load_output(folder: str | Path) -> LoadedModel:
         if not exported.exists():
             raise UserError(f"'{folder}' came from a pickled module and has no model.pt2 to load")
         model = torch.export.load(exported).module()
-        return LoadedModel(model, spec, str(folder), "shrink output (model.pt2)", _sha256(exported), plan)
+        return LoadedModel(model, spec, str(folder), "shrink output (model.pt2)", sha256_of(exported), plan)
     weights = folder / "model.safetensors"
     if not weights.exists():
         raise UserError(f"'{folder}' has no model.safetensors")
@@ -103,7 +103,7 @@ def load_output(folder: str | Path) -> LoadedModel:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise UserError(f"'{weights}' does not fit the replayed plan: {str(exc).splitlines()[0]}") from exc
-    return LoadedModel(model.eval(), spec, str(folder), "shrink output", _sha256(weights), plan)
+    return LoadedModel(model.eval(), spec, str(folder), "shrink output", sha256_of(weights), plan)
 
 
 def load(folder: str | Path) -> torch.nn.Module:
