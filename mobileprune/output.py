@@ -12,8 +12,6 @@ interrupted run leaves the previous folder (or nothing), never a half-written on
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_folder, write_json
 from .errors import UserError
 from .loading import LoadedModel, sha256_of
 from .plan import PLAN_FORMAT, ChannelPlan
@@ -49,8 +48,7 @@ def check_output_dir(out: str | Path, force: bool = False) -> Path:
 def save_output(result, out: str | Path, force: bool = False) -> Path:
     """Write a `ShrinkResult` to `out` (see module docstring); returns the folder."""
     out = check_output_dir(out, force)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.resolve().parent))
-    try:
+    with atomic_folder(out) as tmp:
         model = result.model.eval()
         report = dict(result.report)
         report["files"] = {}
@@ -62,15 +60,11 @@ def save_output(result, out: str | Path, force: bool = False) -> Path:
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         save_file(state, tmp / "model.safetensors", metadata={"format": "pt", "arch": result.spec.arch})
         plan = {"format": PLAN_FORMAT, "spec": result.spec.to_json(), "steps": result.plan.to_json()}
-        _write_json(tmp / "plan.json", plan)
+        write_json(tmp / "plan.json", plan)
         for name in OUTPUT_FILES[:3]:
             if (tmp / name).exists():
                 report["files"][name] = (tmp / name).stat().st_size
-        _write_json(tmp / "report.json", report)
-        _swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json(tmp / "report.json", report)
     return out
 
 
@@ -116,17 +110,3 @@ def read_report(folder: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise UserError(f"'{folder}' has no report.json: not a mobileprune shrink output")
     return json.loads(path.read_text())
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
