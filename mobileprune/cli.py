@@ -115,6 +115,53 @@ def shrink(
 
 
 @app.command()
+def convert(
+    model: Annotated[str, typer.Argument(help="A shrink output folder, checkpoint or zoo name.")],
+    to: Annotated[str, typer.Option(help="Formats: tflite,coreml,onnx,executorch.")] = "tflite,coreml,onnx,executorch",
+    out: Annotated[Path, typer.Option(help="Bundle folder.")] = Path("bundle"),
+    force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+    arch: Annotated[str | None, typer.Option(help="Architecture of a state-dict checkpoint.")] = None,
+    num_classes: Annotated[int | None, typer.Option(help="Classes of a checkpoint's classifier.")] = None,
+    input_size: Annotated[int | None, typer.Option(help="Override the preset's input size.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Class names, one per line.")] = None,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Compare every file with PyTorch.")] = True,
+    trust_pickle: Annotated[bool, typer.Option(help="Allow loading a pickled nn.Module (runs its code).")] = False,
+    quiet: Annotated[bool, typer.Option(help="No log lines.")] = False,
+) -> None:
+    """Write app-ready files (one per format), each checked numerically against PyTorch."""
+    from dataclasses import replace
+
+    from .export import convert as run_convert
+    from .export import parse_formats
+    from .loading import load_model
+    from .output import check_output_dir
+    from .progress import Progress
+    from .report import print_conversion
+
+    console = Console(quiet=quiet)
+    formats = parse_formats(to)
+    check_output_dir(out, force)
+    names = _read_labels(labels) if labels else None
+    kwargs = {"num_classes": num_classes} if num_classes else {}
+    loaded = load_model(model, arch, trust_pickle=trust_pickle, arch_kwargs=kwargs)
+    if input_size:
+        loaded.spec = replace(loaded.spec, input_size=input_size)
+    if names and len(names) != loaded.spec.num_classes:
+        raise UserError(f"--labels has {len(names)} names, the model predicts {loaded.spec.num_classes} classes")
+    results = run_convert(loaded, formats, out, check=check, labels=names, force=force, progress=Progress(console))
+    print_conversion(results, console)
+    console.print(f"wrote {out}/ (metadata.json has sizes, checks and converter versions)", highlight=False)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def _read_labels(path: Path) -> list[str]:
+    if not path.is_file():
+        raise UserError(f"--labels '{path}' is not a file (expected one class name per line)")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+@app.command()
 def info(
     folder: Annotated[Path, typer.Argument(help="A shrink output folder.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json.")] = False,
@@ -140,11 +187,13 @@ def main() -> None:
     """Console entry point: user errors are one line and exit code 2."""
     debug = "--debug" in sys.argv
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns typer.Exit's code instead of exiting
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except UserError as exc:
         if debug:
             raise
-        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        err.print(f"error: {exc}", highlight=False, soft_wrap=True, markup=False)
         sys.exit(2)
     except Exception as exc:
         if type(exc).__name__ == "Abort":
@@ -153,7 +202,7 @@ def main() -> None:
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's (or typer's) usage errors
             if debug:
                 raise
-            err.print(f"error: {exc.format_message()}", highlight=False, soft_wrap=True)
+            err.print(f"error: {exc.format_message()}", highlight=False, soft_wrap=True, markup=False)
             sys.exit(2)
         if debug:
             raise
@@ -161,5 +210,6 @@ def main() -> None:
             f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
+            markup=False,
         )
         sys.exit(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -50,3 +51,17 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         console.print(f"[yellow]{retrain.get('note', '')}[/yellow]")
     elif retrain.get("skipped_images"):
         console.print(f"[yellow]skipped {retrain['skipped_images']} unreadable images[/yellow]")
+
+
+def print_conversion(results, console: Console) -> None:
+    table = Table(title="converted", title_justify="left")
+    for col in ("format", "file", "precision", "size MB", "check", "convert s"):
+        table.add_column(col, justify="right" if col in ("size MB", "convert s") else "left")
+    for r in results:
+        style = None if r.ok else "red"
+        size = f"{r.size_mb:.2f}" if r.size_mb is not None else "-"
+        table.add_row(r.format, r.file or "-", r.precision, size, escape(r.check), f"{r.seconds:.1f}", style=style)
+    console.print(table)
+    for r in results:  # tables truncate in narrow terminals; what went wrong must be readable in full
+        if not r.ok:
+            console.print(f"[red]{r.format}: {escape(r.check)}[/red]", soft_wrap=True)

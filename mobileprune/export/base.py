@@ -1,0 +1,69 @@
+"""What every format module provides: write the file, and run it (where this machine can) for the check.
+
+A new format is one new module with one `Exporter` subclass registered in `FORMATS`; `convert()` and the
+CLI find it by name and never branch on formats.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..presets import ModelSpec
+from ..registry import Registry
+
+
+@dataclass
+class ExportRequest:
+    model: nn.Module
+    spec: ModelSpec
+    example: torch.Tensor  # one input, NCHW float32
+    folder: Path  # where the file goes
+    labels: list[str] | None = None
+
+
+class Exporter(ABC):
+    name: ClassVar[str]  # the --to name
+    file_name: ClassVar[str]  # predictable name inside the bundle
+    extra: ClassVar[str]  # `pip install mobileprune[EXTRA]`
+    requires: ClassVar[tuple[str, ...]]  # importable modules it needs
+    distributions: ClassVar[tuple[str, ...]]  # pip names whose versions go into metadata.json
+
+    def missing(self) -> str | None:
+        """The first required module that is not installed, or None."""
+        for module in self.requires:
+            if importlib.util.find_spec(module) is None:
+                return module
+        return None
+
+    def versions(self) -> dict[str, str]:
+        out = {}
+        for dist in self.distributions:
+            try:
+                out[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                out[dist] = "not installed"
+        return out
+
+    @abstractmethod
+    def export(self, request: ExportRequest) -> Path:
+        """Write the model file into `request.folder`; returns its path."""
+
+    @abstractmethod
+    def run(self, path: Path, inputs: np.ndarray) -> np.ndarray | str:
+        """Outputs for NCHW `inputs`, or a string saying why this machine cannot run the file."""
+
+    def describe(self, path: Path) -> dict | None:
+        """What the saved file declares (inputs, outputs, op count), for formats that cannot run here."""
+        return None
+
+
+FORMATS: Registry[Exporter] = Registry("format")

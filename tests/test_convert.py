@@ -1,0 +1,72 @@
+"""`convert`: tiny pruned MobileNets to every format, each checked against PyTorch."""
+
+import json
+
+import pytest
+
+from mobileprune import ShrinkConfig, load_model, save_output, shrink
+from mobileprune.export import FORMATS, convert
+
+VARIANTS = {
+    "mobilenet_v1": {},
+    "mobilenet_v2": {"width_mult": 0.25},
+    "mobilenet_v3_small": {"width_mult": 0.25},
+}
+
+
+def _tiny_pruned(arch: str, tmp_path):
+    loaded = load_model(arch, arch_kwargs={"num_classes": 10, **VARIANTS[arch]})
+    loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": 32})
+    save_output(shrink(loaded, ShrinkConfig(target=0.8, allocation="uniform")), tmp_path / "shrunk")
+    return load_model(tmp_path / "shrunk")
+
+
+@pytest.mark.parametrize("arch", list(VARIANTS))
+def test_pruned_mobilenet_converts_to_every_format(arch, tmp_path):
+    loaded = _tiny_pruned(arch, tmp_path)
+    labels = [f"class {i}" for i in range(10)]
+    results = {r.format: r for r in convert(loaded, FORMATS.names(), tmp_path / "bundle", labels=labels)}
+    for name in ("onnx", "tflite", "executorch"):
+        assert results[name].ok and results[name].max_abs_diff <= 1e-4, results[name]
+    coreml = results["coreml"]
+    assert coreml.ok and coreml.precision == "fp16"
+    assert coreml.details["inputs"] == ["image"] and coreml.details["classifier"] == "classLabel"
+    assert coreml.details["ops"] > 10
+    bundle = tmp_path / "bundle"
+    assert {p.name for p in bundle.iterdir()} == {
+        "model.onnx",
+        "model.tflite",
+        "model.pte",
+        "model.mlpackage",
+        "labels.txt",
+        "metadata.json",
+    }
+    meta = json.loads((bundle / "metadata.json").read_text())
+    assert meta["input"]["size"] == [32, 32] and meta["classes"] == 10
+    assert meta["params"] < 3_300_000 and {f["format"] for f in meta["formats"]} == set(results)
+    assert "litert-torch" in meta["versions"] and "coremltools" in meta["versions"]
+
+
+def test_missing_converter_names_the_extra_and_others_still_build(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(FORMATS.create("coreml").__class__, "missing", lambda self: "coremltools")
+    res = run_cli(
+        "convert",
+        "mobilenet_v2",
+        "--num-classes",
+        "10",
+        "--input-size",
+        "32",
+        "--to",
+        "onnx,coreml",
+        "--out",
+        tmp_path / "b",
+    )
+    assert res.code == 1
+    assert "pip install mobileprune[coreml]" in res.out
+    assert (tmp_path / "b" / "model.onnx").exists() and not (tmp_path / "b" / "model.mlpackage").exists()
+
+
+def test_unknown_format_is_refused_before_any_work(run_cli, tmp_path):
+    res = run_cli("convert", "mobilenet_v2", "--to", "onnx,tensorrt", "--out", tmp_path / "b")
+    assert res.code == 2 and "unknown format 'tensorrt'" in res.err
+    assert not (tmp_path / "b").exists()
