@@ -1,4 +1,6 @@
 # The two commands a fresh machine needs: `make demo` (the main job) and `make test`.
+# constraints.txt pins the whole stack as checked together; without it pip's resolver can wander off to
+# ancient sdists (it once picked a MarkupSafe that no longer builds).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,10 +8,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench-shrink clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,convert]"
+	$(BIN)/pip install -q -e ".[dev,convert]" -c constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
