@@ -62,12 +62,10 @@ def shrink(
     quiet: Annotated[bool, typer.Option(help="No progress bars or log lines.")] = False,
 ) -> None:
     """Remove whole conv filters until TARGET of the parameters (or MACs) remain."""
-    from dataclasses import replace
 
     import torch
 
     from .data import open_data, open_image_folder
-    from .loading import load_model
     from .output import check_output_dir, save_output
     from .progress import Progress
     from .report import print_report
@@ -94,11 +92,8 @@ def shrink(
     )
     config.validate()
     check_output_dir(out, force)
-    kwargs = {"num_classes": num_classes} if num_classes else {}
     torch.manual_seed(seed)  # random-weight models are built here: same seed, same model, same result
-    loaded = load_model(model, arch, pretrained=pretrained, trust_pickle=trust_pickle, arch_kwargs=kwargs)
-    if input_size:
-        loaded.spec = replace(loaded.spec, input_size=input_size)
+    loaded = _load(model, arch, num_classes, input_size, trust_pickle, pretrained)
     spec = loaded.spec
     progress = Progress(console, bars=not quiet)
     if loaded.weights == "random":
@@ -129,11 +124,9 @@ def convert(
     quiet: Annotated[bool, typer.Option(help="No log lines.")] = False,
 ) -> None:
     """Write app-ready files (one per format), each checked numerically against PyTorch."""
-    from dataclasses import replace
 
     from .export import convert as run_convert
     from .export import parse_formats
-    from .loading import load_model
     from .output import check_output_dir
     from .progress import Progress
     from .report import print_conversion
@@ -142,10 +135,7 @@ def convert(
     formats = parse_formats(to)
     check_output_dir(out, force)
     names = _read_labels(labels) if labels else None
-    kwargs = {"num_classes": num_classes} if num_classes else {}
-    loaded = load_model(model, arch, trust_pickle=trust_pickle, arch_kwargs=kwargs)
-    if input_size:
-        loaded.spec = replace(loaded.spec, input_size=input_size)
+    loaded = _load(model, arch, num_classes, input_size, trust_pickle)
     if names and len(names) != loaded.spec.num_classes:
         raise UserError(f"--labels has {len(names)} names, the model predicts {loaded.spec.num_classes} classes")
     results = run_convert(loaded, formats, out, check=check, labels=names, force=force, progress=Progress(console))
@@ -153,6 +143,19 @@ def convert(
     console.print(f"wrote {out}/ (metadata.json has sizes, checks and converter versions)", highlight=False)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
+
+
+def _load(model, arch, num_classes, input_size, trust_pickle, pretrained=False):
+    """MODEL as `shrink` and `convert` both accept it, with the command-line overrides applied."""
+    from dataclasses import replace
+
+    from .loading import load_model
+
+    kwargs = {"num_classes": num_classes} if num_classes else {}
+    loaded = load_model(model, arch, pretrained=pretrained, trust_pickle=trust_pickle, arch_kwargs=kwargs)
+    if input_size:
+        loaded.spec = replace(loaded.spec, input_size=input_size)
+    return loaded
 
 
 def _read_labels(path: Path) -> list[str]:
