@@ -1,0 +1,104 @@
+"""Convert the shared ImageNet MobileNetV2 and its 0.84 shrink (one-shot, sensitivity) to every format.
+
+Records file sizes, conversion checks, and top-1 of each runnable format on the 1000 shared ImageNet photos
+next to PyTorch's. Writes benchmarks/results/convert_mobilenet_v2.json. Run with a venv that has the
+converters (`make test` installs them): `.venv/bin/python benchmarks/convert_mobilenet_v2.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mobileprune import ShrinkConfig, load_model, save_output, shrink
+from mobileprune.data import make_loader, open_image_folder
+from mobileprune.export import FORMATS, convert
+from mobileprune.shrink import versions
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "convert_mobilenet_v2.json")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mobileprune-convert-"))
+    weights = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
+    original = load_model(weights, arch="mobilenet_v2")
+    spec = original.spec
+    evals = open_image_folder(SHARED / "data" / "imagenet-sample", spec.input_size, spec.mean, spec.std)
+    evals.samples = evals.samples[: args.images]
+    images, labels = [], []
+    for batch in make_loader(evals, 50, False, workers=1):
+        images.append(batch.images.numpy())
+        labels.append(batch.labels.numpy())
+    images, labels = np.concatenate(images), np.concatenate(labels)
+
+    torch.manual_seed(0)
+    shrunk = shrink(load_model(weights, arch="mobilenet_v2"), ShrinkConfig(target=0.84, calibration_images=32))
+    save_output(shrunk, work / "shrunk")
+    models = {"original": original, "shrunk-0.84": load_model(work / "shrunk")}
+
+    rows = []
+    for label, loaded in models.items():
+        bundle = work / f"bundle-{label}"
+        started = time.time()
+        results = convert(loaded, FORMATS.names(), bundle)
+        with torch.no_grad():
+            reference = np.concatenate(
+                [loaded.model(torch.from_numpy(images[i : i + 50])).numpy() for i in range(0, len(images), 50)]
+            )
+        row = {
+            "model": label,
+            "params": sum(p.numel() for p in loaded.model.parameters()),
+            "convert_s": round(time.time() - started, 1),
+            "top1": {"pytorch": float((reference.argmax(1) == labels).mean())},
+            "formats": [],
+        }
+        for r in results:
+            entry = {
+                "format": r.format,
+                "precision": r.precision,
+                "size_mb": r.size_mb,
+                "check": r.check,
+                "seconds": r.seconds,
+            }
+            if r.ok and r.max_abs_diff is not None:
+                outputs = FORMATS.create(r.format).run(bundle / r.file, images)
+                entry["top1"] = float((outputs.argmax(1) == labels).mean())
+                entry["max_abs_diff_on_images"] = float(np.abs(outputs - reference).max())
+                entry["top1_agreement_with_pytorch"] = float((outputs.argmax(1) == reference.argmax(1)).mean())
+            row["formats"].append(entry)
+        rows.append(row)
+        print(json.dumps(row))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "benchmark": "convert shared MobileNetV2 (original and 0.84 one-shot shrink) to every format",
+                "eval": f"top-1 on {len(images)} shared ImageNet photos, Resize 256 / CenterCrop 224",
+                "runs": rows,
+                "machine": {
+                    "platform": platform.platform(),
+                    **versions(),
+                    **{k: v for n in FORMATS.names() for k, v in FORMATS.create(n).versions().items()},
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
