@@ -59,6 +59,7 @@ def shrink(
     trust_pickle: Annotated[bool, typer.Option(help="Allow loading a pickled nn.Module (runs its code).")] = False,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     seed: Annotated[int, typer.Option()] = 0,
+    export: Annotated[str | None, typer.Option(help="Also convert: e.g. tflite,coreml (into OUT/bundle).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars or log lines.")] = False,
 ) -> None:
     """Remove whole conv filters until TARGET of the parameters (or MACs) remain."""
@@ -92,6 +93,7 @@ def shrink(
     )
     config.validate()
     check_output_dir(out, force)
+    formats = _parse_formats(export) if export else []
     torch.manual_seed(seed)  # random-weight models are built here: same seed, same model, same result
     loaded = _load(model, arch, num_classes, input_size, trust_pickle, pretrained)
     spec = loaded.spec
@@ -107,6 +109,8 @@ def shrink(
     save_output(result, out, force=force)
     print_report(result.report, console)
     console.print(f"wrote {out}/ (model.pt2, model.safetensors, plan.json, report.json)", highlight=False)
+    if formats:
+        _convert_and_report(_load(str(out), None, None, None, False), formats, out / "bundle", console, True, None)
 
 
 @app.command()
@@ -125,20 +129,30 @@ def convert(
 ) -> None:
     """Write app-ready files (one per format), each checked numerically against PyTorch."""
 
-    from .export import convert as run_convert
-    from .export import parse_formats
     from .output import check_output_dir
-    from .progress import Progress
-    from .report import print_conversion
 
     console = Console(quiet=quiet)
-    formats = parse_formats(to)
+    formats = _parse_formats(to)
     check_output_dir(out, force)
     names = _read_labels(labels) if labels else None
     loaded = _load(model, arch, num_classes, input_size, trust_pickle)
     if names and len(names) != loaded.spec.num_classes:
         raise UserError(f"--labels has {len(names)} names, the model predicts {loaded.spec.num_classes} classes")
-    results = run_convert(loaded, formats, out, check=check, labels=names, force=force, progress=Progress(console))
+    _convert_and_report(loaded, formats, out, console, check=check, labels=names, force=force)
+
+
+def _parse_formats(text: str) -> list[str]:
+    from .export import parse_formats
+
+    return parse_formats(text)
+
+
+def _convert_and_report(loaded, formats, out, console, check, labels, force=False) -> None:
+    from .export import convert as run_convert
+    from .progress import Progress
+    from .report import print_conversion
+
+    results = run_convert(loaded, formats, out, check=check, labels=labels, force=force, progress=Progress(console))
     print_conversion(results, console)
     console.print(f"wrote {out}/ (metadata.json has sizes, checks and converter versions)", highlight=False)
     if not all(r.ok for r in results):

@@ -70,3 +70,26 @@ def test_unknown_format_is_refused_before_any_work(run_cli, tmp_path):
     res = run_cli("convert", "mobilenet_v2", "--to", "onnx,tensorrt", "--out", tmp_path / "b")
     assert res.code == 2 and "unknown format 'tensorrt'" in res.err
     assert not (tmp_path / "b").exists()
+
+
+def test_shrink_with_export_writes_a_bundle_in_one_go(run_cli, tmp_path):
+    out = tmp_path / "shrunk"
+    res = run_cli(
+        "shrink",
+        "mobilenet_v2",
+        "--num-classes",
+        "10",
+        "--input-size",
+        "32",
+        "--allocation",
+        "uniform",
+        "--export",
+        "onnx",
+        "--out",
+        out,
+        "--quiet",
+    )
+    assert res.code == 0, res.err
+    meta = json.loads((out / "bundle" / "metadata.json").read_text())
+    assert meta["formats"][0]["ok"] and meta["formats"][0]["max_abs_diff"] <= 1e-4
+    assert (out / "model.safetensors").exists() and (out / "bundle" / "model.onnx").exists()
