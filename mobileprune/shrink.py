@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from . import __version__
 from .allocation import ALLOCATIONS, SensitivityAllocation, UniformAllocation, allocate
-from .cost import Cost, CostModel, count_cost
+from .cost import CostModel, count_cost
 from .criteria import get_criterion
 from .data import DataSplits, ImageSet, calibration_batches, make_loader, noise_batches
 from .errors import UserError
@@ -305,4 +305,4 @@ def versions() -> dict[str, str]:
     }
 
 
-__all__ = ["ShrinkConfig", "ShrinkResult", "shrink", "parse_target", "check_target", "Cost"]
+__all__ = ["ShrinkConfig", "ShrinkResult", "shrink", "parse_target", "check_target"]
