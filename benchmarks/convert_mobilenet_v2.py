@@ -52,7 +52,7 @@ def main() -> None:
     for label, loaded in models.items():
         bundle = work / f"bundle-{label}"
         started = time.time()
-        results = convert(loaded, FORMATS.names(), bundle)
+        results = convert(loaded, FORMATS.names(), bundle, precisions=["fp32", "fp16"])
         with torch.no_grad():
             reference = np.concatenate(
                 [loaded.model(torch.from_numpy(images[i : i + 50])).numpy() for i in range(0, len(images), 50)]

@@ -123,6 +123,7 @@ def convert(
     num_classes: Annotated[int | None, typer.Option(help="Classes of a checkpoint's classifier.")] = None,
     input_size: Annotated[int | None, typer.Option(help="Override the preset's input size.")] = None,
     labels: Annotated[Path | None, typer.Option(help="Class names, one per line.")] = None,
+    precision: Annotated[str, typer.Option(help="fp32 and/or fp16 (TFLite, Core ML), e.g. fp32,fp16.")] = "fp32",
     check: Annotated[bool, typer.Option("--check/--no-check", help="Compare every file with PyTorch.")] = True,
     trust_pickle: Annotated[bool, typer.Option(help="Allow loading a pickled nn.Module (runs its code).")] = False,
     quiet: Annotated[bool, typer.Option(help="No log lines.")] = False,
@@ -133,12 +134,15 @@ def convert(
 
     console = Console(quiet=quiet)
     formats = _parse_formats(to)
+    from .export import parse_precisions
+
+    precisions = parse_precisions(precision)
     check_output_dir(out, force)
     names = _read_labels(labels) if labels else None
     loaded = _load(model, arch, num_classes, input_size, trust_pickle)
     if names and len(names) != loaded.spec.num_classes:
         raise UserError(f"--labels has {len(names)} names, the model predicts {loaded.spec.num_classes} classes")
-    _convert_and_report(loaded, formats, out, console, check=check, labels=names, force=force)
+    _convert_and_report(loaded, formats, out, console, check, names, force, precisions)
 
 
 def _parse_formats(text: str) -> list[str]:
@@ -147,12 +151,14 @@ def _parse_formats(text: str) -> list[str]:
     return parse_formats(text)
 
 
-def _convert_and_report(loaded, formats, out, console, check, labels, force=False) -> None:
+def _convert_and_report(loaded, formats, out, console, check, labels, force=False, precisions=None) -> None:
     from .export import convert as run_convert
     from .progress import Progress
     from .report import print_conversion
 
-    results = run_convert(loaded, formats, out, check=check, labels=labels, force=force, progress=Progress(console))
+    results = run_convert(
+        loaded, formats, out, check=check, labels=labels, precisions=precisions, force=force, progress=Progress(console)
+    )
     print_conversion(results, console)
     console.print(f"wrote {out}/ (metadata.json has sizes, checks and converter versions)", highlight=False)
     if not all(r.ok for r in results):

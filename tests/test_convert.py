@@ -93,3 +93,15 @@ def test_shrink_with_export_writes_a_bundle_in_one_go(run_cli, tmp_path):
     meta = json.loads((out / "bundle" / "metadata.json").read_text())
     assert meta["formats"][0]["ok"] and meta["formats"][0]["max_abs_diff"] <= 1e-4
     assert (out / "model.safetensors").exists() and (out / "bundle" / "model.onnx").exists()
+
+
+def test_fp16_tflite_is_half_the_size_and_within_tolerance(tmp_path):
+    loaded = _tiny_pruned("mobilenet_v2", tmp_path)
+    results = {
+        (r.format, r.precision): r
+        for r in convert(loaded, ["tflite", "onnx"], tmp_path / "b", precisions=["fp32", "fp16"])
+    }
+    fp32, fp16 = results[("tflite", "fp32")], results[("tflite", "fp16")]
+    assert fp16.file == "model.fp16.tflite" and fp16.ok and fp16.max_abs_diff <= 1e-2
+    assert fp16.size_mb < 0.7 * fp32.size_mb  # weights halve; a tiny model keeps its fixed graph overhead
+    assert ("onnx", "fp16") not in results and results[("onnx", "fp32")].ok  # onnx writes fp32 only

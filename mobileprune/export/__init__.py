@@ -2,6 +2,6 @@
 
 from . import coreml_format, executorch_format, onnx_format, tflite_format  # noqa: F401  (register formats)
 from .base import FORMATS, Exporter, ExportRequest
-from .convert import FormatResult, convert, parse_formats
+from .convert import FormatResult, convert, parse_formats, parse_precisions
 
-__all__ = ["FORMATS", "Exporter", "ExportRequest", "FormatResult", "convert", "parse_formats"]
+__all__ = ["FORMATS", "Exporter", "ExportRequest", "FormatResult", "convert", "parse_formats", "parse_precisions"]

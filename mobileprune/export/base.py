@@ -28,14 +28,23 @@ class ExportRequest:
     example: torch.Tensor  # one input, NCHW float32
     folder: Path  # where the file goes
     labels: list[str] | None = None
+    precision: str = "fp32"
 
 
 class Exporter(ABC):
     name: ClassVar[str]  # the --to name
-    file_name: ClassVar[str]  # predictable name inside the bundle
+    file_name: ClassVar[str]  # predictable name inside the bundle (for the first precision)
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)  # what it can write; the first is its default
     extra: ClassVar[str]  # `pip install mobileprune[EXTRA]`
     requires: ClassVar[tuple[str, ...]]  # importable modules it needs
     distributions: ClassVar[tuple[str, ...]]  # pip names whose versions go into metadata.json
+
+    def path_for(self, folder: Path, precision: str) -> Path:
+        """`model.tflite` for the default precision, `model.fp16.tflite` for another."""
+        if precision == self.precisions[0]:
+            return folder / self.file_name
+        stem, _, suffix = self.file_name.partition(".")
+        return folder / f"{stem}.{precision}.{suffix}"
 
     def missing(self) -> str | None:
         """The first required module that is not installed, or None."""

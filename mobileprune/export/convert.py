@@ -24,7 +24,7 @@ from ..progress import SILENT, Progress
 from ..shrink import versions
 from .base import FORMATS, ExportRequest
 
-FP32_TOLERANCE = 1e-4
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}  # max |logit diff| against PyTorch
 
 
 @dataclass
@@ -48,6 +48,14 @@ def parse_formats(text: str) -> list[str]:
     return names
 
 
+def parse_precisions(text: str) -> list[str]:
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in TOLERANCE]
+    if bad or not names:
+        raise UserError(f"unknown precision '{(bad or [text])[0]}': choose from {', '.join(TOLERANCE)}")
+    return names
+
+
 def check_inputs(size: int, count: int = 4, seed: int = 0) -> np.ndarray:
     """Seeded normal inputs in the model's normalised input space (NCHW)."""
     g = torch.Generator().manual_seed(seed)
@@ -62,6 +70,7 @@ def convert(
     check: bool = True,
     inputs: np.ndarray | None = None,
     labels: list[str] | None = None,
+    precisions: list[str] | None = None,
     force: bool = False,
     progress: Progress = SILENT,
 ) -> list[FormatResult]:
@@ -75,10 +84,14 @@ def convert(
         reference = model(torch.from_numpy(inputs)).numpy()
     results: list[FormatResult] = []
     with atomic_folder(out) as tmp:
-        request = ExportRequest(model, spec, example, tmp, labels)
         for name in formats:
-            progress.log(f"converting to {name} ...")
-            results.append(_convert_one(name, request, inputs, reference, check))
+            exporter = FORMATS.create(name)
+            # requested precisions this format can write; its own default when it can write none of them
+            wanted = [p for p in (precisions or []) if p in exporter.precisions] or [exporter.precisions[0]]
+            for precision in wanted:
+                progress.log(f"converting to {name} ({precision}) ...")
+                request = ExportRequest(model, spec, example, tmp, labels, precision)
+                results.append(_convert_one(name, request, inputs, reference, check))
         if labels:
             (tmp / "labels.txt").write_text("\n".join(labels) + "\n")
         cost = count_cost(model, example)
@@ -106,7 +119,7 @@ def convert(
                 "formats": [asdict(r) for r in results],
                 "check": {
                     "inputs": f"{len(inputs)} seeded random inputs" if check else "skipped (--no-check)",
-                    "fp32_tolerance": FP32_TOLERANCE,
+                    "tolerance": TOLERANCE,
                 },
                 "versions": {**versions(), **{k: v for n in formats for k, v in FORMATS.create(n).versions().items()}},
             },
@@ -116,7 +129,7 @@ def convert(
 
 def _convert_one(name: str, request: ExportRequest, inputs: np.ndarray, reference: np.ndarray, check: bool):
     exporter = FORMATS.create(name)
-    precision = "fp16" if name == "coreml" else "fp32"
+    precision = request.precision
     missing = exporter.missing()
     if missing:
         return FormatResult(
@@ -156,8 +169,9 @@ def _convert_one(name: str, request: ExportRequest, inputs: np.ndarray, referenc
         verdict = outputs + (f" (spec read back: {details['ops']} ops)" if details else "")
         return FormatResult(name, path.name, precision, size_mb, seconds, verdict, None, True, details)
     diff = float(np.abs(outputs - reference).max())
-    ok = diff <= FP32_TOLERANCE
-    verdict = f"passed (max |diff| {diff:.1e})" if ok else f"FAILED (max |diff| {diff:.1e} > {FP32_TOLERANCE})"
+    tolerance = TOLERANCE[precision]
+    ok = diff <= tolerance
+    verdict = f"passed (max |diff| {diff:.1e})" if ok else f"FAILED (max |diff| {diff:.1e} > {tolerance})"
     return FormatResult(name, path.name, precision, size_mb, seconds, verdict, diff, ok)
 
 

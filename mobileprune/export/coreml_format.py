@@ -21,6 +21,7 @@ MINIMUM_TARGET = "iOS16"
 class CoreMLExporter(Exporter):
     name = "coreml"
     file_name = "model.mlpackage"
+    precisions = ("fp16", "fp32")
     extra = "coreml"
     requires = ("coremltools",)
     distributions = ("coremltools",)
@@ -42,11 +43,11 @@ class CoreMLExporter(Exporter):
             inputs=[image],
             classifier_config=ct.ClassifierConfig(labels),
             minimum_deployment_target=getattr(ct.target, MINIMUM_TARGET),
-            compute_precision=ct.precision.FLOAT16,
+            compute_precision=ct.precision.FLOAT16 if request.precision == "fp16" else ct.precision.FLOAT32,
         )
         mlmodel.author = "mobileprune"
         mlmodel.short_description = f"{spec.arch} classifier, {size}x{size} RGB input"
-        path = request.folder / self.file_name
+        path = self.path_for(request.folder, request.precision)
         mlmodel.save(str(path))
         return path
 

@@ -13,6 +13,7 @@ from .base import FORMATS, Exporter, ExportRequest
 class TFLiteExporter(Exporter):
     name = "tflite"
     file_name = "model.tflite"
+    precisions = ("fp32", "fp16")
     extra = "tflite"
     requires = ("litert_torch",)
     distributions = ("litert-torch", "ai-edge-litert")
@@ -20,8 +21,13 @@ class TFLiteExporter(Exporter):
     def export(self, request: ExportRequest) -> Path:
         import litert_torch
 
-        path = request.folder / self.file_name
-        litert_torch.convert(request.model.eval(), (request.example,)).export(str(path))
+        quant = None
+        if request.precision == "fp16":  # fp16 weights, dequantised at load: half the file, fp32 maths
+            from litert_torch.generative.quantize import quant_recipes
+
+            quant = quant_recipes.full_fp16_recipe()
+        path = self.path_for(request.folder, request.precision)
+        litert_torch.convert(request.model.eval(), (request.example,), quant_config=quant).export(str(path))
         return path
 
     def run(self, path: Path, inputs: np.ndarray) -> np.ndarray | str:
