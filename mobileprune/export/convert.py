@@ -41,18 +41,19 @@ class FormatResult:
 
 
 def parse_formats(text: str) -> list[str]:
-    names = [n.strip().lower() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in FORMATS]
-    if unknown or not names:
-        raise UserError(f"unknown format '{(unknown or [text])[0]}': choose from {', '.join(FORMATS.names())}")
-    return names
+    return _parse_choices(text, "format", FORMATS.names())
 
 
 def parse_precisions(text: str) -> list[str]:
+    return _parse_choices(text, "precision", list(TOLERANCE))
+
+
+def _parse_choices(text: str, what: str, allowed: list[str]) -> list[str]:
+    """A comma-separated CLI list, every item checked: 'tflite, onnx' → ['tflite', 'onnx']."""
     names = [n.strip().lower() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if n not in TOLERANCE]
+    bad = [n for n in names if n not in allowed]
     if bad or not names:
-        raise UserError(f"unknown precision '{(bad or [text])[0]}': choose from {', '.join(TOLERANCE)}")
+        raise UserError(f"unknown {what} '{(bad or [text])[0]}': choose from {', '.join(allowed)}")
     return names
 
 
