@@ -11,7 +11,7 @@ import contextlib
 import io
 import logging
 import socket
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch.nn as nn
@@ -72,8 +72,8 @@ def resolve_spec(arch: str, **kwargs: Any) -> ModelSpec:
         known = ", ".join(sorted(ZOO))
         raise UserError(f"unknown architecture '{arch}': use one of {known}, or timm:<name> / torchvision:<name>")
     if "num_classes" in kwargs:
-        base = _replace(base, num_classes=int(kwargs["num_classes"]))
-    return _replace(base, kwargs={**base.kwargs, **kwargs})
+        base = replace(base, num_classes=int(kwargs["num_classes"]))
+    return replace(base, kwargs={**base.kwargs, **kwargs})
 
 
 def build_model(spec: ModelSpec, pretrained: bool = False) -> nn.Module:
@@ -183,7 +183,3 @@ def _torchvision_spec(arch: str, name: str) -> ModelSpec:
     if name not in torchvision.models.list_models():
         raise UserError(f"torchvision has no model named '{name}' (see torchvision.models.list_models())")
     return ModelSpec(arch, "torchvision", name)
-
-
-def _replace(spec: ModelSpec, **changes: Any) -> ModelSpec:
-    return ModelSpec(**{**asdict(spec), **changes})
