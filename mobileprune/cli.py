@@ -123,7 +123,15 @@ def convert(
     num_classes: Annotated[int | None, typer.Option(help="Classes of a checkpoint's classifier.")] = None,
     input_size: Annotated[int | None, typer.Option(help="Override the preset's input size.")] = None,
     labels: Annotated[Path | None, typer.Option(help="Class names, one per line.")] = None,
-    precision: Annotated[str, typer.Option(help="fp32 and/or fp16 (TFLite, Core ML), e.g. fp32,fp16.")] = "fp32",
+    precision: Annotated[
+        str, typer.Option(help="fp32, fp16 (TFLite, Core ML), int8 (TFLite), comma-separated: fp32,int8.")
+    ] = "fp32",
+    data: Annotated[
+        Path | None, typer.Option(help="Images: real check inputs and int8 calibration (else random inputs).")
+    ] = None,
+    layout: Annotated[str, typer.Option(help="Tensor input layout: nchw (PyTorch's) or nhwc (camera).")] = "nchw",
+    calibration_images: Annotated[int, typer.Option(help="int8 calibration images taken from --data.")] = 100,
+    check_images: Annotated[int, typer.Option(help="Real images the checks run on (with --data).")] = 64,
     check: Annotated[bool, typer.Option("--check/--no-check", help="Compare every file with PyTorch.")] = True,
     trust_pickle: Annotated[bool, typer.Option(help="Allow loading a pickled nn.Module (runs its code).")] = False,
     quiet: Annotated[bool, typer.Option(help="No log lines.")] = False,
@@ -134,15 +142,24 @@ def convert(
 
     console = Console(quiet=quiet)
     formats = _parse_formats(to)
-    from .export import parse_precisions
+    from .export import parse_layout, parse_precisions
 
     precisions = parse_precisions(precision)
+    channel_layout = parse_layout(layout)
+    if calibration_images < 1 or check_images < 1:
+        raise UserError("--calibration-images and --check-images must be at least 1")
     check_output_dir(out, force)
     names = _read_labels(labels) if labels else None
     loaded = _load(model, arch, num_classes, input_size, trust_pickle)
     if names and len(names) != loaded.spec.num_classes:
         raise UserError(f"--labels has {len(names)} names, the model predicts {loaded.spec.num_classes} classes")
-    _convert_and_report(loaded, formats, out, console, check, names, force, precisions)
+    options = {
+        "data": data,
+        "layout": channel_layout,
+        "calibration_images": calibration_images,
+        "check_images": check_images,
+    }
+    _convert_and_report(loaded, formats, out, console, check, names, force, precisions, options)
 
 
 def _parse_formats(text: str) -> list[str]:
@@ -151,13 +168,23 @@ def _parse_formats(text: str) -> list[str]:
     return parse_formats(text)
 
 
-def _convert_and_report(loaded, formats, out, console, check, labels, force=False, precisions=None) -> None:
+def _convert_and_report(
+    loaded, formats, out, console, check, labels, force=False, precisions=None, options=None
+) -> None:
     from .export import convert as run_convert
     from .progress import Progress
     from .report import print_conversion
 
     results = run_convert(
-        loaded, formats, out, check=check, labels=labels, precisions=precisions, force=force, progress=Progress(console)
+        loaded,
+        formats,
+        out,
+        check=check,
+        labels=labels,
+        precisions=precisions,
+        force=force,
+        progress=Progress(console),
+        **(options or {}),
     )
     print_conversion(results, console)
     console.print(f"wrote {out}/ (metadata.json has sizes, checks and converter versions)", highlight=False)

@@ -55,13 +55,17 @@ def print_report(report: dict[str, Any], console: Console) -> None:
 
 def print_conversion(results, console: Console) -> None:
     table = Table(title="converted", title_justify="left")
-    for col in ("format", "file", "precision", "size MB", "check", "convert s"):
+    for col in ("format", "file", "precision", "input", "size MB", "check", "convert s"):
         table.add_column(col, justify="right" if col in ("size MB", "convert s") else "left")
     for r in results:
         style = None if r.ok else "red"
         size = f"{r.size_mb:.2f}" if r.size_mb is not None else "-"
-        table.add_row(r.format, r.file or "-", r.precision, size, escape(r.check), f"{r.seconds:.1f}", style=style)
+        row = (r.format, r.file or "-", r.precision, r.layout, size, escape(r.check), f"{r.seconds:.1f}")
+        table.add_row(*row, style=style)
     console.print(table)
+    for r in results:
+        for note in r.notes:
+            console.print(f"{r.file}: {escape(note)}", highlight=False, soft_wrap=True)
     for r in results:  # tables truncate in narrow terminals; what went wrong must be readable in full
         if not r.ok:
             console.print(f"[red]{r.format}: {escape(r.check)}[/red]", soft_wrap=True)

@@ -2,10 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
 from mobileprune.export import FORMATS, convert
+from mobileprune.export.convert import CheckInputs, judge
 
 VARIANTS = {
     "mobilenet_v1": {},
@@ -105,3 +107,60 @@ def test_fp16_tflite_is_half_the_size_and_within_tolerance(tmp_path):
     assert fp16.file == "model.fp16.tflite" and fp16.ok and fp16.max_abs_diff <= 1e-2
     assert fp16.size_mb < 0.7 * fp32.size_mb  # weights halve; a tiny model keeps its fixed graph overhead
     assert ("onnx", "fp16") not in results and results[("onnx", "fp32")].ok  # onnx writes fp32 only
+
+
+def test_int8_tflite_is_full_integer_with_data_and_dynamic_range_without(tmp_path, image_folder):
+    from ai_edge_litert.interpreter import Interpreter
+
+    loaded = _tiny_pruned("mobilenet_v2", tmp_path)
+    calibrated = convert(loaded, ["tflite"], tmp_path / "a", precisions=["int8"], data=image_folder)[0]
+    assert calibrated.file == "model.int8.tflite" and "full-integer" in calibrated.notes[0]
+    assert "images" in calibrated.check and "random" not in calibrated.check  # checked on the real val images
+    interpreter = Interpreter(model_path=str(tmp_path / "a" / calibrated.file))
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8  # what NPUs and int8 kernels want
+    meta = json.loads((tmp_path / "a" / "metadata.json").read_text())
+    assert meta["check"]["inputs"].startswith("16 real images") and "(val)" in meta["check"]["inputs"]
+
+    dynamic = convert(loaded, ["tflite"], tmp_path / "b", precisions=["int8"])[0]
+    assert "dynamic-range" in dynamic.notes[0] and dynamic.check.startswith("not checked: needs real images")
+    interpreter = Interpreter(model_path=str(tmp_path / "b" / dynamic.file))
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32
+    fp32_size = convert(loaded, ["tflite"], tmp_path / "c", check=False)[0].size_mb
+    assert dynamic.size_mb < 0.5 * fp32_size and calibrated.size_mb < 0.5 * fp32_size
+
+
+def test_int8_check_is_top1_agreement_on_real_images():
+    reference = np.eye(4, dtype=np.float32)[[0, 1, 2, 3] * 5]
+    real = CheckInputs(np.zeros((20, 3, 8, 8), np.float32), True, "20 real images")
+    assert judge("int8", reference + 0.3, reference, real) == ("passed (top-1 agreement 1.000 on 20 images)", True)
+    flipped = reference.copy()
+    flipped[:2] = flipped[:2, ::-1]  # 2 of 20 disagree: 0.90 < 0.95
+    verdict, ok = judge("int8", flipped, reference, real)
+    assert not ok and "0.900 < 0.95" in verdict
+    noise = CheckInputs(real.images, False, "random")
+    assert judge("int8", flipped, reference, noise)[1]  # random inputs cannot judge int8 accuracy: not a fail
+    assert judge("fp32", reference + 2e-4, reference, real) == ("FAILED (max |diff| 2.0e-04 > 0.0001)", False)
+
+
+def test_nhwc_layout_and_metadata_travel_into_the_tflite_file(tmp_path, image_folder):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mobileprune.export.tflite_format import read_metadata
+
+    loaded = _tiny_pruned("mobilenet_v3_small", tmp_path)
+    labels = [f"class {i}" for i in range(10)]
+    results = convert(loaded, ["tflite", "onnx"], tmp_path / "b", layout="nhwc", labels=labels, data=image_folder)
+    assert all(r.ok and r.layout == "NHWC" and r.max_abs_diff <= 1e-4 for r in results), results
+    interpreter = Interpreter(model_path=str(tmp_path / "b" / "model.tflite"))
+    assert list(interpreter.get_input_details()[0]["shape"]) == [1, 32, 32, 3]
+    embedded = read_metadata(tmp_path / "b" / "model.tflite")
+    assert embedded["input"]["layout"] == "NHWC" and embedded["input"]["size"] == [32, 32]
+    assert embedded["input"]["mean"] == list(loaded.spec.mean) and embedded["labels"] == labels
+
+
+def test_convert_cli_refuses_unknown_layout_and_precision(run_cli, tmp_path):
+    res = run_cli("convert", "mobilenet_v2", "--layout", "nchw4", "--out", tmp_path / "b")
+    assert res.code == 2 and "unknown layout 'nchw4'" in res.err
+    res = run_cli("convert", "mobilenet_v2", "--precision", "int4", "--out", tmp_path / "b")
+    assert res.code == 2 and "unknown precision 'int4': choose from fp32, fp16, int8" in res.err
+    assert not (tmp_path / "b").exists()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import ClassVar
@@ -29,12 +29,16 @@ class ExportRequest:
     folder: Path  # where the file goes
     labels: list[str] | None = None
     precision: str = "fp32"
+    calibration: np.ndarray | None = None  # real images (NCHW, normalised) for int8 activation ranges
+    metadata: dict = field(default_factory=dict)  # what an app needs (input, normalisation, labels)
+    notes: list[str] = field(default_factory=list)  # what the exporter chose, e.g. the int8 scheme
 
 
 class Exporter(ABC):
     name: ClassVar[str]  # the --to name
     file_name: ClassVar[str]  # predictable name inside the bundle (for the first precision)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)  # what it can write; the first is its default
+    takes_tensor_input: ClassVar[bool] = True  # False: an image input (Core ML), so --layout does not apply
     extra: ClassVar[str]  # `pip install mobileprune[EXTRA]`
     requires: ClassVar[tuple[str, ...]]  # importable modules it needs
     distributions: ClassVar[tuple[str, ...]]  # pip names whose versions go into metadata.json

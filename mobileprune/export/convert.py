@@ -9,22 +9,48 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from ..atomic import atomic_folder, write_json
 from ..cost import count_cost
+from ..data import calibration_batches, open_data
 from ..errors import UserError
 from ..loading import LoadedModel
 from ..output import check_output_dir
+from ..presets import ModelSpec
 from ..progress import SILENT, Progress
 from ..shrink import versions
 from .base import FORMATS, ExportRequest
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}  # max |logit diff| against PyTorch
+INT8_AGREEMENT = 0.95  # int8: share of real images whose top-1 class equals PyTorch's
+PRECISIONS = (*TOLERANCE, "int8")
+LAYOUTS = ("nchw", "nhwc")
+
+
+@dataclass
+class CheckInputs:
+    """The fixed batch every file is compared on, and what it is (the int8 check needs real images)."""
+
+    images: np.ndarray  # NCHW float32, normalised as the model expects
+    real: bool
+    description: str
+
+
+class ChannelsLastInput(nn.Module):
+    """Takes NHWC input, as Android camera pipelines deliver it, and hands NCHW to the model."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.permute(0, 3, 1, 2))
 
 
 @dataclass
@@ -38,6 +64,8 @@ class FormatResult:
     max_abs_diff: float | None
     ok: bool
     details: dict | None = None
+    layout: str = "NCHW"  # of the file's input: NCHW, NHWC, or image (Core ML)
+    notes: list[str] = field(default_factory=list)  # what the exporter chose, e.g. the int8 scheme
 
 
 def parse_formats(text: str) -> list[str]:
@@ -45,7 +73,14 @@ def parse_formats(text: str) -> list[str]:
 
 
 def parse_precisions(text: str) -> list[str]:
-    return _parse_choices(text, "precision", list(TOLERANCE))
+    return _parse_choices(text, "precision", list(PRECISIONS))
+
+
+def parse_layout(text: str) -> str:
+    names = _parse_choices(text, "layout", list(LAYOUTS))
+    if len(names) != 1:
+        raise UserError(f"--layout takes one of {', '.join(LAYOUTS)}, not '{text}'")
+    return names[0]
 
 
 def _parse_choices(text: str, what: str, allowed: list[str]) -> list[str]:
@@ -57,10 +92,27 @@ def _parse_choices(text: str, what: str, allowed: list[str]) -> list[str]:
     return names
 
 
-def check_inputs(size: int, count: int = 4, seed: int = 0) -> np.ndarray:
-    """Seeded normal inputs in the model's normalised input space (NCHW)."""
+def random_inputs(size: int, count: int = 4, seed: int = 0) -> CheckInputs:
+    """Seeded normal inputs in the model's normalised input space: enough for fp32/fp16 checks."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(count, 3, size, size, generator=g).numpy()
+    images = torch.randn(count, 3, size, size, generator=g).numpy()
+    return CheckInputs(images, False, f"{count} seeded random inputs")
+
+
+def real_images(data: str | Path, spec: ModelSpec, check: int = 64, calibration: int = 100, seed: int = 0):
+    """(check inputs, calibration images) from an image folder, from disjoint splits where it has two.
+
+    Calibration comes from the training split, the check from `val`/`test` (or the held-out 10%), so the
+    int8 file is never checked on the images that set its ranges.
+    """
+    splits = open_data(data, spec.input_size, spec.mean, spec.std, seed)
+    calibration_set = splits.calibration_set()
+    check_set = splits.val if splits.val is not None and len(splits.val) else calibration_set
+    checks = torch.cat(calibration_batches(check_set, check, seed=seed)).numpy()
+    calibration_images = torch.cat(calibration_batches(calibration_set, calibration, seed=seed + 1)).numpy()
+    where = splits.val_source if check_set is splits.val else "train"
+    inputs = CheckInputs(checks, True, f"{len(checks)} real images from {data} ({where})")
+    return inputs, calibration_images
 
 
 def convert(
@@ -69,30 +121,64 @@ def convert(
     out: str | Path,
     *,
     check: bool = True,
-    inputs: np.ndarray | None = None,
+    data: str | Path | None = None,
     labels: list[str] | None = None,
     precisions: list[str] | None = None,
+    layout: str = "nchw",
+    check_images: int = 64,
+    calibration_images: int = 100,
     force: bool = False,
     progress: Progress = SILENT,
 ) -> list[FormatResult]:
-    """Write one file per format into `out` and check each numerically; returns per-format results."""
+    """Write one file per format into `out` and check each numerically; returns per-format results.
+
+    `data` (an image folder) gives real check images and the int8 calibration set; without it the
+    checks use seeded random inputs and int8 falls back to dynamic-range.
+    """
     out = check_output_dir(out, force)
     model, spec = loaded.model.eval(), loaded.spec
     size = spec.input_size
     example = torch.randn(1, 3, size, size)
-    inputs = check_inputs(size) if inputs is None else inputs
+    calibration = None
+    if data is not None:
+        progress.log(f"reading check and calibration images from {data} ...")
+        inputs, calibration = real_images(data, spec, check_images, calibration_images)
+    else:
+        inputs = random_inputs(size)
     with torch.no_grad():
-        reference = model(torch.from_numpy(inputs)).numpy()
+        reference = model(torch.from_numpy(inputs.images)).numpy()
+    app_input = {
+        "size": [size, size],
+        "layout": layout.upper(),
+        "dtype": "float32",
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "range": "0-1 RGB, then (x - mean) / std",
+    }
+    embedded = {"arch": spec.arch, "input": app_input, "classes": spec.num_classes, "labels": labels}
     results: list[FormatResult] = []
     with atomic_folder(out) as tmp:
         for name in formats:
             exporter = FORMATS.create(name)
             # requested precisions this format can write; its own default when it can write none of them
             wanted = [p for p in (precisions or []) if p in exporter.precisions] or [exporter.precisions[0]]
+            channels_last = layout == "nhwc" and exporter.takes_tensor_input
             for precision in wanted:
-                progress.log(f"converting to {name} ({precision}) ...")
-                request = ExportRequest(model, spec, example, tmp, labels, precision)
-                results.append(_convert_one(name, request, inputs, reference, check))
+                progress.log(f"converting to {name} ({precision}{', NHWC' if channels_last else ''}) ...")
+                request = ExportRequest(
+                    ChannelsLastInput(model) if channels_last else model,
+                    spec,
+                    example.permute(0, 2, 3, 1).contiguous() if channels_last else example,
+                    tmp,
+                    labels,
+                    precision,
+                    _channels_last(calibration) if channels_last and calibration is not None else calibration,
+                    {**embedded, "input": {**app_input, "layout": "NHWC" if channels_last else "NCHW"}},
+                )
+                fed = replace(inputs, images=_channels_last(inputs.images)) if channels_last else inputs
+                result = _convert_one(name, request, fed, reference, check)
+                result.layout = "NHWC" if channels_last else ("image" if not exporter.takes_tensor_input else "NCHW")
+                results.append(result)
         if labels:
             (tmp / "labels.txt").write_text("\n".join(labels) + "\n")
         cost = count_cost(model, example)
@@ -105,22 +191,16 @@ def convert(
                     "sha256": loaded.sha256,
                     "weights": loaded.weights,
                 },
-                "input": {
-                    "size": [size, size],
-                    "layout": "NCHW",
-                    "dtype": "float32",
-                    "mean": spec.mean,
-                    "std": spec.std,
-                    "range": "0-1 RGB, then (x - mean) / std",
-                },
+                "input": app_input,
                 "classes": spec.num_classes,
                 "labels": "labels.txt" if labels else None,
                 "params": cost.params,
                 "macs": cost.macs,
                 "formats": [asdict(r) for r in results],
                 "check": {
-                    "inputs": f"{len(inputs)} seeded random inputs" if check else "skipped (--no-check)",
+                    "inputs": inputs.description if check else "skipped (--no-check)",
                     "tolerance": TOLERANCE,
+                    "int8_top1_agreement": INT8_AGREEMENT,
                 },
                 "versions": {**versions(), **{k: v for n in formats for k, v in FORMATS.create(n).versions().items()}},
             },
@@ -128,21 +208,13 @@ def convert(
     return results
 
 
-def _convert_one(name: str, request: ExportRequest, inputs: np.ndarray, reference: np.ndarray, check: bool):
+def _convert_one(name: str, request: ExportRequest, inputs: CheckInputs, reference: np.ndarray, check: bool):
     exporter = FORMATS.create(name)
     precision = request.precision
     missing = exporter.missing()
     if missing:
-        return FormatResult(
-            name,
-            None,
-            precision,
-            None,
-            0.0,
-            f"not installed ({missing}): pip install mobileprune[{exporter.extra}]",
-            None,
-            False,
-        )
+        verdict = f"not installed ({missing}): pip install mobileprune[{exporter.extra}]"
+        return FormatResult(name, None, precision, None, 0.0, verdict, None, False)
     started = time.time()
     try:
         # converters print their own progress; the summary table is what the user reads
@@ -150,33 +222,44 @@ def _convert_one(name: str, request: ExportRequest, inputs: np.ndarray, referenc
             path = exporter.export(request)
     except Exception as exc:  # converters raise anything; report the op/format and carry on
         message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        return FormatResult(
-            name,
-            None,
-            precision,
-            None,
-            round(time.time() - started, 2),
-            f"FAILED to convert to {name}: {type(exc).__name__}: {message}",
-            None,
-            False,
-        )
+        verdict = f"FAILED to convert to {name}: {type(exc).__name__}: {message}"
+        return FormatResult(name, None, precision, None, round(time.time() - started, 2), verdict, None, False)
     seconds = round(time.time() - started, 2)
     size_mb = round(_size(path) / 1e6, 3)
+    result = FormatResult(name, path.name, precision, size_mb, seconds, "skipped", None, True, notes=request.notes)
     if not check:
-        return FormatResult(name, path.name, precision, size_mb, seconds, "skipped", None, True)
-    outputs = exporter.run(path, inputs)
+        return result
+    outputs = exporter.run(path, inputs.images)
     if isinstance(outputs, str):  # cannot run here; the format may still describe itself
-        details = exporter.describe(path)
-        verdict = outputs + (f" (spec read back: {details['ops']} ops)" if details else "")
-        return FormatResult(name, path.name, precision, size_mb, seconds, verdict, None, True, details)
+        result.details = exporter.describe(path)
+        result.check = outputs + (f" (spec read back: {result.details['ops']} ops)" if result.details else "")
+        return result
+    result.max_abs_diff = float(np.abs(outputs - reference).max())
+    result.check, result.ok = judge(precision, outputs, reference, inputs)
+    return result
+
+
+def judge(precision: str, outputs: np.ndarray, reference: np.ndarray, inputs: CheckInputs) -> tuple[str, bool]:
+    """The verdict line and pass/fail of one file's outputs against PyTorch's."""
     diff = float(np.abs(outputs - reference).max())
-    tolerance = TOLERANCE[precision]
-    ok = diff <= tolerance
-    verdict = f"passed (max |diff| {diff:.1e})" if ok else f"FAILED (max |diff| {diff:.1e} > {tolerance})"
-    return FormatResult(name, path.name, precision, size_mb, seconds, verdict, diff, ok)
+    if precision in TOLERANCE:
+        tolerance = TOLERANCE[precision]
+        if diff <= tolerance:
+            return f"passed (max |diff| {diff:.1e})", True
+        return f"FAILED (max |diff| {diff:.1e} > {tolerance})", False
+    agreement = float((outputs.argmax(1) == reference.argmax(1)).mean())
+    if not inputs.real:  # top-1 on noise says nothing about a quantized model's accuracy
+        return f"not checked: needs real images (--data); top-1 agreement {agreement:.2f} on random inputs", True
+    if agreement >= INT8_AGREEMENT:
+        return f"passed (top-1 agreement {agreement:.3f} on {len(outputs)} images)", True
+    return f"FAILED (top-1 agreement {agreement:.3f} < {INT8_AGREEMENT} on {len(outputs)} images)", False
 
 
 def _size(path: Path) -> int:
     if path.is_dir():
         return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return path.stat().st_size
+
+
+def _channels_last(images: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(images.transpose(0, 2, 3, 1))

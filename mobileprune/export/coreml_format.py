@@ -22,6 +22,7 @@ class CoreMLExporter(Exporter):
     name = "coreml"
     file_name = "model.mlpackage"
     precisions = ("fp16", "fp32")
+    takes_tensor_input = False  # ct.ImageType: the app hands over a camera frame, layout is Core ML's job
     extra = "coreml"
     requires = ("coremltools",)
     distributions = ("coremltools",)

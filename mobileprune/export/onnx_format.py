@@ -22,9 +22,12 @@ class OnnxExporter(Exporter):
 
     def export(self, request: ExportRequest) -> Path:
         path = request.folder / self.file_name
+        # a batch of two: with one, torch.export may specialise the batch size to 1 (e.g. behind a permute)
+        # and then refuses the dynamic batch dimension
+        example = request.example.expand(2, *request.example.shape[1:]).contiguous()
         program = torch.onnx.export(
             request.model.eval(),
-            (request.example,),
+            (example,),
             dynamo=True,
             opset_version=OPSET,
             input_names=["input"],
