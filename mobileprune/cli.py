@@ -212,6 +212,91 @@ def _read_labels(path: Path) -> list[str]:
 
 
 @app.command()
+def bench(
+    models: Annotated[
+        list[str], typer.Argument(help="Model files or convert/shrink folders; the first is the baseline.")
+    ],
+    runtime: Annotated[
+        str | None, typer.Option(help="Only these: litert,onnxruntime,executorch,torch (default: all found).")
+    ] = None,
+    threads: Annotated[str, typer.Option(help="Thread counts, e.g. 1,2,4.")] = "1",
+    runs: Annotated[int, typer.Option(help="Timed runs per model (at least).")] = 100,
+    min_seconds: Annotated[float, typer.Option(help="Time each model for at least this long.")] = 2.0,
+    warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 10,
+    device: Annotated[str | None, typer.Option(help="adb or adb:SERIAL: run on an Android phone.")] = None,
+    benchmark_binary: Annotated[
+        str | None, typer.Option(help="benchmark_model: a local file to push, or its path on the phone.")
+    ] = None,
+    cpu_mask: Annotated[str | None, typer.Option(help="taskset mask on the phone, e.g. f0 (big cores).")] = None,
+    as_json: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG bar chart of FPS here.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+) -> None:
+    """Time models (FPS, latency percentiles) on the runtimes phones use; several models run interleaved."""
+    from .bench import BenchConfig, open_bench_model
+    from .bench import bench as run_bench
+    from .bench.runtimes import RUNTIMES
+    from .progress import Progress
+    from .report import print_bench
+
+    console = Console(quiet=quiet)
+    thread_counts = _parse_counts(threads, "--threads")
+    runtimes = [r.strip() for r in runtime.split(",") if r.strip()] if runtime else None
+    for name in runtimes or []:
+        RUNTIMES.create(name)  # an unknown name is refused before any work
+    if runs < 1 or min_seconds < 0 or warmup < 0:
+        raise UserError("--runs must be at least 1, --min-seconds and --warmup at least 0")
+    labels: dict[str, int] = {}
+    opened = []
+    for argument in models:  # the same model twice (a noise check) gets two labels
+        labels[argument] = labels.get(argument, 0) + 1
+        label = argument.rstrip("/") + (f" #{labels[argument]}" if labels[argument] > 1 else "")
+        opened.append(open_bench_model(argument, label))
+    config = BenchConfig(runtimes, thread_counts, runs, min_seconds, warmup)
+    if device:
+        result = _bench_on_phone(device, benchmark_binary, cpu_mask, opened, config)
+    else:
+        result = run_bench(opened, config, Progress(console, bars=not quiet))
+    print_bench(result, console)
+    if as_json:
+        as_json.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        console.print(f"wrote {as_json}", highlight=False)
+    if plot:
+        from .bench.plot import plot_fps
+
+        console.print(f"wrote {plot_fps(result, plot)}", highlight=False)
+
+
+def _bench_on_phone(device, binary, cpu_mask, models, config):
+    from .bench.android import AdbDevice
+    from .bench.measure import BenchResult, speedups
+
+    if not device.startswith("adb"):
+        raise UserError(f"unknown --device '{device}': use adb or adb:SERIAL")
+    phone = AdbDevice.from_spec(device, binary, cpu_mask)
+    measurements, skipped = [], []
+    for model in models:
+        for path in model.files:
+            if not path.name.endswith(".tflite"):
+                skipped.append(f"{model.label}/{path.name}: the phone runs .tflite files only")
+                continue
+            measurements += phone.bench(
+                model.label, path, config.threads, config.runs, config.warmup, config.min_seconds
+            )
+    return BenchResult(measurements, speedups(measurements, models), skipped, {"device": device})
+
+
+def _parse_counts(text: str, option: str) -> list[int]:
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{option} takes whole numbers such as 1,2,4, not '{text}'") from None
+    if not counts or min(counts) < 1:
+        raise UserError(f"{option} takes whole numbers of at least 1, not '{text}'")
+    return counts
+
+
+@app.command()
 def info(
     folder: Annotated[Path, typer.Argument(help="A shrink output folder.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json.")] = False,

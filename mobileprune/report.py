@@ -69,3 +69,31 @@ def print_conversion(results, console: Console) -> None:
     for r in results:  # tables truncate in narrow terminals; what went wrong must be readable in full
         if not r.ok:
             console.print(f"[red]{r.format}: {escape(r.check)}[/red]", soft_wrap=True)
+
+
+def print_bench(result, console: Console) -> None:
+    """Latency per model, runtime and thread count; then each speed-up beside the MAC ratio promised."""
+    table = Table(title="latency (batch 1)", title_justify="left")
+    for col in ("model", "file", "runtime", "threads", "median ms", "mean ms", "p90 ms", "p99 ms", "FPS", "init ms"):
+        table.add_column(col, justify="left" if col in ("model", "file", "runtime") else "right")
+    for m in result.measurements:
+        s = m.stats
+        cells = (s.median_ms, s.mean_ms, s.p90_ms, s.p99_ms, s.fps, m.init_ms)
+        table.add_row(m.model, m.file, m.runtime, str(m.threads), *(_num(c) for c in cells))
+    console.print(table)
+    if result.speedups:
+        speed = Table(title=f"speed-up over {result.speedups[0].baseline}", title_justify="left")
+        for col in ("model", "file", "runtime", "threads", "speed-up", "MAC ratio → ideal", "param ratio"):
+            speed.add_column(col, justify="left" if col in ("model", "file", "runtime") else "right")
+        for s in result.speedups:
+            ideal = f"{s.mac_ratio:.3f} → {1 / s.mac_ratio:.2f}x" if s.mac_ratio else "-"
+            speed.add_row(s.model, s.file, s.runtime, str(s.threads), f"{s.speedup:.3f}x", ideal, _num(s.param_ratio))
+        console.print(speed)
+    for line in result.skipped:
+        console.print(f"[yellow]not timed: {escape(line)}[/yellow]")
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.3f}" if abs(x) < 100 else f"{x:.1f}"

@@ -1,0 +1,194 @@
+"""Timing on this machine, done like a careful benchmark rather than a timed loop.
+
+Every model that has the same file (say `model.tflite`) is opened with the same runtime and thread count
+and the runs are interleaved, A B A B ... (the order rotating every round), so drift in clock speed,
+thermal state or background load hits all of them alike. Each model is warmed up first, and timing goes
+on until both `runs` and `min_seconds` are met. The first model is the baseline: speed-up is
+median(baseline) / median(model), set beside the MAC and parameter ratios that promised it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+
+from ..progress import SILENT, Progress
+from .models import BenchModel
+from .runtimes import RUNTIMES, runtime_for
+from .stats import LatencyStats
+
+
+@dataclass
+class BenchConfig:
+    runtimes: list[str] | None = None  # None: every runtime that has files
+    threads: list[int] = field(default_factory=lambda: [1])
+    runs: int = 100
+    min_seconds: float = 2.0
+    warmup: int = 10
+
+
+@dataclass
+class Measurement:
+    model: str
+    file: str
+    runtime: str
+    version: str
+    threads: int
+    stats: LatencyStats
+    init_ms: float | None  # load + prepare
+    first_ms: float | None  # the first inference, outside the statistics
+    memory_mb: float | None  # resident memory added by loading the model and running it once
+    input: str  # shape and dtype actually fed
+    where: str = "this machine"
+
+    def to_json(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "stats"}
+        return {**out, **self.stats.to_json()}
+
+
+@dataclass
+class SpeedUp:
+    runtime: str
+    file: str
+    threads: int
+    baseline: str
+    model: str
+    speedup: float  # median(baseline) / median(model)
+    mac_ratio: float | None  # model / baseline
+    param_ratio: float | None
+
+
+@dataclass
+class BenchResult:
+    measurements: list[Measurement]
+    speedups: list[SpeedUp]
+    skipped: list[str]
+    machine: dict
+
+    def to_json(self) -> dict:
+        return {
+            "machine": self.machine,
+            "measurements": [m.to_json() for m in self.measurements],
+            "speedups": [s.__dict__ for s in self.speedups],
+            "skipped": self.skipped,
+        }
+
+
+def bench(models: list[BenchModel], config: BenchConfig, progress: Progress = SILENT) -> BenchResult:
+    """Time every model file on its runtime at each thread count, models with the same file interleaved."""
+    skipped = [f"{m.label}/{s}" for m in models for s in m.skipped]
+    groups: dict[tuple[str, str], list[tuple[BenchModel, object]]] = {}
+    for model in models:
+        for path in model.files:
+            runtime = runtime_for(path)
+            if config.runtimes and runtime.name not in config.runtimes:
+                continue
+            missing = runtime.missing()
+            if missing:
+                skipped.append(f"{model.label}/{path.name}: {runtime.name} is not installed: {missing}")
+                continue
+            groups.setdefault((runtime.name, path.name), []).append((model, path))
+    measurements: list[Measurement] = []
+    for threads in config.threads:
+        for (runtime_name, file_name), members in groups.items():
+            progress.log(f"timing {file_name} on {runtime_name}, {threads} thread(s): {len(members)} model(s)")
+            measurements += _interleaved(runtime_name, members, threads, config, progress)
+    return BenchResult(measurements, speedups(measurements, models), skipped, machine_facts())
+
+
+def _interleaved(runtime_name, members, threads: int, config: BenchConfig, progress: Progress) -> list[Measurement]:
+    runtime = RUNTIMES.create(runtime_name)
+    opened = []
+    for model, path in members:
+        rss = _resident_mb()
+        started = time.perf_counter()
+        session = runtime.open(path, threads)
+        init_ms = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        session.run()
+        first_ms = (time.perf_counter() - started) * 1000
+        memory = None if rss is None else round(_resident_mb() - rss, 2)
+        opened.append((model, path, session, init_ms, first_ms, memory))
+    for _, _, session, *_ in opened:
+        for _ in range(config.warmup):
+            session.run()
+    samples: list[list[float]] = [[] for _ in opened]
+    started = time.perf_counter()
+    rounds = 0
+    with progress.task(f"{members[0][1].name} {runtime_name} x{threads}", total=config.runs) as task:
+        while rounds < config.runs or time.perf_counter() - started < config.min_seconds:
+            order = list(range(len(opened)))
+            shift = rounds % len(order)
+            for i in order[shift:] + order[:shift]:  # rotate: no model always runs right after another
+                t0 = time.perf_counter_ns()
+                opened[i][2].run()
+                samples[i].append((time.perf_counter_ns() - t0) / 1e6)
+            rounds += 1
+            task.advance()
+    return [
+        Measurement(
+            model.label,
+            path.name,
+            runtime.name,
+            runtime.version(),
+            threads,
+            LatencyStats.from_samples(times),
+            round(init_ms, 2),
+            round(first_ms, 3),
+            memory,
+            f"{'x'.join(map(str, session.input_shape))} {session.input_dtype}",
+        )
+        for (model, path, session, init_ms, first_ms, memory), times in zip(opened, samples, strict=True)
+    ]
+
+
+def speedups(measurements: list[Measurement], models: list[BenchModel]) -> list[SpeedUp]:
+    """Each model against the first (the baseline) wherever both ran the same file, runtime and threads."""
+    if len(models) < 2:
+        return []
+    baseline = models[0]
+    cost = {m.label: m for m in models}
+    base = {(m.runtime, m.file, m.threads): m for m in measurements if m.model == baseline.label}
+    out = []
+    for m in measurements:
+        ref = base.get((m.runtime, m.file, m.threads))
+        if m.model == baseline.label or ref is None:
+            continue
+        other = cost[m.model]
+        out.append(
+            SpeedUp(
+                m.runtime,
+                m.file,
+                m.threads,
+                baseline.label,
+                m.model,
+                round(ref.stats.median_ms / m.stats.median_ms, 4),
+                _ratio(other.macs, baseline.macs),
+                _ratio(other.params, baseline.params),
+            )
+        )
+    return out
+
+
+def _ratio(a: int | None, b: int | None) -> float | None:
+    return round(a / b, 4) if a and b else None
+
+
+def _resident_mb() -> float | None:
+    """This process's resident memory (Linux /proc); None where that is not available."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def machine_facts() -> dict:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }

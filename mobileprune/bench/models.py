@@ -1,0 +1,66 @@
+"""What `bench` arguments name: a model file, or a `convert` bundle / `shrink` output folder of them.
+
+Each argument becomes one `BenchModel` with the files to time and, where the folder says, its parameter
+and MAC counts (so a speed-up can be set beside the MAC ratio that promised it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError
+from .runtimes import runtime_for
+
+NOT_RUNNABLE_HERE = (".mlpackage",)  # Core ML predicts only on macOS
+
+
+@dataclass
+class BenchModel:
+    label: str
+    files: list[Path]
+    params: int | None = None
+    macs: int | None = None
+    skipped: list[str] = field(default_factory=list)  # files found but not timed here, with why
+
+
+def open_bench_model(argument: str | Path, label: str | None = None) -> BenchModel:
+    path = Path(argument)
+    if not path.exists():
+        raise UserError(f"'{argument}' does not exist (give a model file or a convert/shrink output folder)")
+    if path.is_file():
+        if runtime_for(path) is None:
+            raise UserError(f"'{path}' is not a model file bench can run (.tflite, .onnx, .pte, .pt2)")
+        model = BenchModel(label or str(argument), [path])
+        _read_cost(model, path.parent)
+        return model
+    files, skipped = [], []
+    for folder in (path, path / "bundle"):  # a shrink output may hold its `--export` bundle
+        if not folder.is_dir():
+            continue
+        for f in sorted(folder.iterdir()):
+            if runtime_for(f) is not None:
+                files.append(f)
+            elif f.name.endswith(NOT_RUNNABLE_HERE):
+                skipped.append(f"{f.name}: Core ML runs only on macOS")
+    if not files:
+        raise UserError(f"no model files in '{path}' (expected model.tflite, model.onnx, model.pte or model.pt2)")
+    model = BenchModel(label or str(argument).rstrip("/"), files, skipped=skipped)
+    _read_cost(model, path)
+    return model
+
+
+def _read_cost(model: BenchModel, folder: Path) -> None:
+    """Parameters and MACs from a bundle's metadata.json or a shrink folder's report.json."""
+    for name, keys in (("metadata.json", ()), ("report.json", ("after",)), ("bundle/metadata.json", ())):
+        f = folder / name
+        if f.is_file():
+            try:
+                data = json.loads(f.read_text())
+                for key in keys:
+                    data = data[key]
+                model.params, model.macs = int(data["params"]), int(data["macs"])
+                return
+            except (KeyError, TypeError, ValueError, json.JSONDecodeError):
+                continue
