@@ -164,3 +164,21 @@ def test_convert_cli_refuses_unknown_layout_and_precision(run_cli, tmp_path):
     res = run_cli("convert", "mobilenet_v2", "--precision", "int4", "--out", tmp_path / "b")
     assert res.code == 2 and "unknown precision 'int4': choose from fp32, fp16, int8" in res.err
     assert not (tmp_path / "b").exists()
+
+
+def test_coreml_normalises_inside_the_model_exactly_per_channel():
+    import torch
+
+    from mobileprune.export.coreml_format import CoreMLExporter, NormalizedInput, normalize, to_pixels
+
+    spec = load_model("mobilenet_v2", arch_kwargs={"width_mult": 0.25}).spec
+    pixels = np.random.default_rng(0).integers(0, 256, size=(2, 3, 8, 8)).astype(np.uint8)
+    assert (to_pixels(normalize(pixels / 255.0, spec.mean, spec.std), spec.mean, spec.std) == pixels).all()
+    probe = torch.nn.Identity()
+    wrapped = NormalizedInput(probe, spec.mean, spec.std)
+    expected = normalize(pixels / 255.0, spec.mean, spec.std)
+    assert np.allclose(wrapped(torch.from_numpy(pixels / 255.0).float()).numpy(), expected, atol=1e-6)
+    noise = np.random.default_rng(1).normal(0, 3, size=(2, 3, 8, 8)).astype(np.float32)
+    carried = CoreMLExporter().representable(noise, spec)  # what an 8-bit image input can carry
+    assert carried.dtype == np.float32 and not np.allclose(carried, noise)
+    assert (to_pixels(carried, spec.mean, spec.std) == to_pixels(noise, spec.mean, spec.std)).all()

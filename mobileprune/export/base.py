@@ -70,6 +70,10 @@ class Exporter(ABC):
     def export(self, request: ExportRequest) -> Path:
         """Write the model file into `request.folder`; returns its path."""
 
+    def representable(self, inputs: np.ndarray, spec: ModelSpec) -> np.ndarray:
+        """The check inputs as this format's input can carry them (an image input: 8-bit pixels)."""
+        return inputs
+
     @abstractmethod
     def run(self, path: Path, inputs: np.ndarray) -> np.ndarray | str:
         """Outputs for NCHW `inputs`, or a string saying why this machine cannot run the file."""

@@ -229,7 +229,11 @@ def _convert_one(name: str, request: ExportRequest, inputs: CheckInputs, referen
     result = FormatResult(name, path.name, precision, size_mb, seconds, "skipped", None, True, notes=request.notes)
     if not check:
         return result
-    outputs = exporter.run(path, inputs.images)
+    images = exporter.representable(inputs.images, request.spec)
+    if images is not inputs.images:  # e.g. rounded to 8-bit pixels: PyTorch must see the same
+        with torch.no_grad():
+            reference = request.model(torch.from_numpy(images)).numpy()
+    outputs = exporter.run(path, images)
     if isinstance(outputs, str):  # cannot run here; the format may still describe itself
         result.details = exporter.describe(path)
         result.check = outputs + (f" (spec read back: {result.details['ops']} ops)" if result.details else "")

@@ -1,11 +1,15 @@
 """Core ML `.mlpackage` (ML program, fp16 by default) with a camera-ready image input and class labels.
 
-coremltools converts on Linux but predicts only on macOS: elsewhere the check reads the saved spec back
-(input/output names and shapes, op count) and records "numeric check: needs macOS".
+The app hands Core ML an RGB image; Core ML's image input can only scale all channels by one number, so
+the input is scaled to 0–1 there and the per-channel (x - mean) / std is a layer inside the model: exact,
+unlike one averaged std. coremltools converts on Linux but predicts only on macOS: elsewhere the check
+reads the saved spec back (input/output names and shapes, op count) and records "numeric check: needs
+macOS"; on macOS the check feeds the same 8-bit images to PyTorch and Core ML.
 """
 
 from __future__ import annotations
 
+import json
 import platform
 from pathlib import Path
 
@@ -32,13 +36,11 @@ class CoreMLExporter(Exporter):
 
         spec = request.spec
         size = request.example.shape[-1]
-        # An app feeds 0–255 pixels; Core ML computes scale * pixel + bias per channel. One scale for all
-        # channels (the API's limit), so the mean of the three stds is used; bias is exact per channel.
-        std = float(np.mean(spec.std))
-        bias = [-m / std for m in spec.mean]
-        image = ct.ImageType(name="image", shape=(1, 3, size, size), scale=1 / (255.0 * std), bias=bias)
+        image = ct.ImageType(name="image", shape=(1, 3, size, size), scale=1 / 255.0)
         labels = request.labels or [str(i) for i in range(spec.num_classes)]
-        exported = torch.export.export(request.model.eval(), (request.example,)).run_decompositions({})
+        model = NormalizedInput(request.model.eval(), spec.mean, spec.std).eval()
+        example = torch.rand(1, 3, size, size)
+        exported = torch.export.export(model, (example,)).run_decompositions({})
         mlmodel = ct.convert(
             exported,
             inputs=[image],
@@ -46,19 +48,63 @@ class CoreMLExporter(Exporter):
             minimum_deployment_target=getattr(ct.target, MINIMUM_TARGET),
             compute_precision=ct.precision.FLOAT16 if request.precision == "fp16" else ct.precision.FLOAT32,
         )
+        mlmodel.user_defined_metadata.update(
+            {"mean": json.dumps(list(spec.mean)), "std": json.dumps(list(spec.std)), "input_size": str(size)}
+        )
         mlmodel.author = "mobileprune"
         mlmodel.short_description = f"{spec.arch} classifier, {size}x{size} RGB input"
         path = self.path_for(request.folder, request.precision)
         mlmodel.save(str(path))
         return path
 
+    def representable(self, inputs: np.ndarray, spec) -> np.ndarray:
+        """What an 8-bit RGB image can carry: pixels clipped to 0–255 and rounded, normalised back."""
+        return normalize(to_pixels(inputs, spec.mean, spec.std) / 255.0, spec.mean, spec.std)
+
     def run(self, path: Path, inputs: np.ndarray) -> np.ndarray | str:
         if platform.system() != "Darwin":
             return "numeric check: needs macOS"
-        return "numeric check on macOS is not implemented yet"
+        import coremltools as ct
+        from PIL import Image
+
+        model = ct.models.MLModel(str(path))
+        mean = json.loads(model.user_defined_metadata["mean"])
+        std = json.loads(model.user_defined_metadata["std"])
+        output = next(o.name for o in model.get_spec().description.output if o.name != "classLabel")
+        labels = None
+        rows = []
+        for pixels in to_pixels(inputs, mean, std):
+            scores = model.predict({"image": Image.fromarray(pixels.transpose(1, 2, 0))})[output]
+            labels = labels or list(scores)  # the classifier's label order is the logits' order
+            rows.append([scores[label] for label in labels])
+        return np.asarray(rows, dtype=np.float32)
 
     def describe(self, path: Path) -> dict:
         return describe_spec(path)
+
+
+class NormalizedInput(torch.nn.Module):
+    """0–1 RGB in, (x - mean) / std per channel, then the model: the normalisation the app must not redo."""
+
+    def __init__(self, model: torch.nn.Module, mean, std):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def to_pixels(inputs: np.ndarray, mean, std) -> np.ndarray:
+    """Normalised NCHW floats → uint8 NCHW pixels (clipped, rounded)."""
+    m, s = np.asarray(mean).reshape(1, 3, 1, 1), np.asarray(std).reshape(1, 3, 1, 1)
+    return np.clip(np.round((inputs * s + m) * 255.0), 0, 255).astype(np.uint8)
+
+
+def normalize(unit: np.ndarray, mean, std) -> np.ndarray:
+    m, s = np.asarray(mean).reshape(1, 3, 1, 1), np.asarray(std).reshape(1, 3, 1, 1)
+    return ((unit - m) / s).astype(np.float32)
 
 
 def describe_spec(path: Path) -> dict:
