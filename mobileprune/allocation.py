@@ -4,7 +4,9 @@ One greedy engine serves every strategy. It repeatedly removes one `round_to`-si
 where that step is cheapest, until the parameter (or MAC) target is met; the strategy only says what
 "cheap" means:
 - `uniform`: the group with the smallest removed fraction (water-filling: the same ratio everywhere);
-- `sensitivity`: the least measured damage per parameter saved (see `sensitivity.py`).
+- `sensitivity`: the least measured damage per parameter saved (see `sensitivity.py`);
+- `global`: one ranking of all channels across layers by the criterion's scores (normalised per group
+  unless they are comparable as they are, like BN scales), cheapest first, with a per-group cap.
 Costs are predicted by `CostModel`, so the search takes well under a second even on full-size networks.
 """
 
@@ -35,6 +37,7 @@ class Allocation:
 
 class AllocationStrategy(ABC):
     name: ClassVar[str]
+    max_fraction: float | None = None  # the most of a group's units it may remove (None: all but round_to)
 
     @abstractmethod
     def step_cost(self, group: ChannelGroup, now: int, after: int, saved: int) -> float:
@@ -70,16 +73,50 @@ class SensitivityAllocation(AllocationStrategy):
         return f"sensitivity ({self.source})"
 
 
-ALLOCATIONS = ("uniform", "sensitivity")
+class GlobalAllocation(AllocationStrategy):
+    """One ranking across layers: the next step is the group whose next-weakest units score lowest.
+
+    Scores are divided by their group's mean unless the criterion says raw scores compare across layers
+    (BN |γ| after sparsity training: network slimming's single global threshold). Each group keeps at
+    least 1 - `max_fraction` of its units, so no layer collapses to a sliver.
+    """
+
+    name = "global"
+
+    def __init__(self, unit_scores: Mapping[str, list[float]], max_fraction: float, criterion: str):
+        self.sorted_scores = {name: sorted(scores) for name, scores in unit_scores.items()}
+        self.max_fraction = max_fraction
+        self.criterion = criterion
+
+    @classmethod
+    def from_scores(cls, graph, criterion, max_fraction: float) -> GlobalAllocation:
+        unit_scores = {}
+        for group in graph.groups:
+            scores = criterion.scores(graph, group.name)
+            per_unit = [float(scores[list(u)].mean()) for u in group.units]
+            if not criterion.comparable_across_layers:
+                mean = sum(per_unit) / len(per_unit)
+                per_unit = [x / mean if mean > 0 else 0.0 for x in per_unit]
+            unit_scores[group.name] = per_unit
+        return cls(unit_scores, max_fraction, criterion.name)
+
+    def step_cost(self, group: ChannelGroup, now: int, after: int, saved: int) -> float:
+        return max(self.sorted_scores[group.name][now:after])  # the threshold this step moves up to
+
+    def describe(self) -> str:
+        return f"global ({self.criterion} scores, at most {self.max_fraction:.0%} of a group)"
 
 
-def allowed_removals(group: ChannelGroup, round_to: int) -> list[int]:
+ALLOCATIONS = ("uniform", "sensitivity", "global")
+
+
+def allowed_removals(group: ChannelGroup, round_to: int, max_fraction: float | None = None) -> list[int]:
     """Removed-unit counts that leave a multiple of `round_to` channels, never fewer than `round_to`."""
     size = group.unit_size
     counts = []
     for r in range(1, len(group.units)):
         keep = group.channels - r * size
-        if keep < round_to:
+        if keep < round_to or (max_fraction is not None and r > max_fraction * len(group.units)):
             break
         if keep % round_to == 0:
             counts.append(r)
@@ -93,12 +130,13 @@ def allocate(
     target: float,
     by: str = "params",
     round_to: int = 8,
+    max_fraction: float | None = None,
 ) -> Allocation:
     """Greedy removal until the predicted `by` ratio reaches `target` (within ±TOLERANCE)."""
     base = cost_model.baseline.get(by)
     goal = target * base
     floor = (target - TOLERANCE) * base
-    steps = {g.name: allowed_removals(g, round_to) for g in groups}
+    steps = {g.name: allowed_removals(g, round_to, max_fraction) for g in groups}
     by_name = {g.name: g for g in groups}
     removed: dict[str, int] = {g.name: 0 for g in groups}
     current = base

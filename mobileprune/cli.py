@@ -5,6 +5,7 @@ User errors print one line and exit 2; `--debug` shows the traceback instead.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -42,8 +43,15 @@ def shrink(
     data: Annotated[Path | None, typer.Option(help="ImageFolder root (train/ and val/) for retraining.")] = None,
     eval_data: Annotated[Path | None, typer.Option(help="Labelled ImageFolder to measure accuracy on.")] = None,
     distill: Annotated[bool, typer.Option(help="Learn from the unpruned model (no labels needed).")] = False,
-    criterion: Annotated[str, typer.Option(help="Channel ranking: l1.")] = "l1",
-    allocation: Annotated[str, typer.Option(help="Per-layer amounts: sensitivity or uniform.")] = "sensitivity",
+    criterion: Annotated[str, typer.Option(help="Channel ranking: l1, bn, taylor, hessian, ucb, random.")] = "l1",
+    allocation: Annotated[
+        str, typer.Option(help="Per-layer amounts: sensitivity, uniform or global (one ranking).")
+    ] = "sensitivity",
+    max_layer_ratio: Annotated[float, typer.Option(help="global: most a layer may lose.")] = 0.75,
+    sparsity_train: Annotated[
+        float, typer.Option(help="Epochs of L1-on-BN-scale training first (network slimming; use with bn).")
+    ] = 0.0,
+    l1_gamma: Annotated[float, typer.Option(help="Pull on every |BN scale| towards 0 per training step.")] = 1e-4,
     schedule: Annotated[str, typer.Option(help="layerwise or oneshot.")] = "layerwise",
     round_to: Annotated[int, typer.Option(help="Channel counts become multiples of this.")] = 8,
     steps_per_layer: Annotated[int, typer.Option(help="Retraining batches after each layer.")] = 50,
@@ -80,6 +88,9 @@ def shrink(
         by=by,
         criterion=criterion,
         allocation=allocation,
+        max_layer_ratio=max_layer_ratio,
+        sparsity_train=sparsity_train,
+        l1_gamma=l1_gamma,
         schedule=schedule,
         round_to=round_to,
         steps_per_layer=steps_per_layer,
@@ -209,6 +220,97 @@ def _read_labels(path: Path) -> list[str]:
     if not path.is_file():
         raise UserError(f"--labels '{path}' is not a file (expected one class name per line)")
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+@app.command()
+def sweep(
+    model: Annotated[str, typer.Argument(help="Checkpoint or zoo name, as for shrink.")],
+    targets: Annotated[str, typer.Option(help="Targets to keep, e.g. 0.9,0.8,0.7.")] = "0.84,0.7,0.5",
+    criteria: Annotated[str, typer.Option(help="Criteria to compare, e.g. l1,bn,taylor,random.")] = "l1,taylor,random",
+    out: Annotated[Path, typer.Option(help="Sweep folder (re-run the same command to resume).")] = Path("sweep"),
+    arch: Annotated[str | None, typer.Option(help="Architecture of a state-dict checkpoint.")] = None,
+    num_classes: Annotated[int | None, typer.Option(help="Classes of a checkpoint's classifier.")] = None,
+    input_size: Annotated[int | None, typer.Option(help="Override the preset's input size.")] = None,
+    data: Annotated[Path | None, typer.Option(help="ImageFolder root for retraining (and val/ accuracy).")] = None,
+    eval_data: Annotated[Path | None, typer.Option(help="Labelled ImageFolder to measure accuracy on.")] = None,
+    distill: Annotated[bool, typer.Option(help="Learn from the unpruned model (no labels needed).")] = False,
+    by: Annotated[str, typer.Option(help="What the targets count: params or macs.")] = "params",
+    allocation: Annotated[str, typer.Option(help="sensitivity, uniform or global.")] = "sensitivity",
+    schedule: Annotated[str, typer.Option(help="layerwise or oneshot.")] = "oneshot",
+    steps_per_layer: Annotated[int, typer.Option(help="Retraining batches after each layer.")] = 20,
+    epochs: Annotated[float, typer.Option(help="Final fine-tune epochs (the same for every point).")] = 0.0,
+    lr: Annotated[float, typer.Option(help="Retraining learning rate.")] = 3e-5,
+    calibration_images: Annotated[int, typer.Option(help="Images for sensitivity and data criteria.")] = 32,
+    sparsity_train: Annotated[float, typer.Option(help="bn points: epochs of L1-on-BN-scale training first.")] = 0.0,
+    l1_gamma: Annotated[float, typer.Option(help="Pull on every |BN scale| towards 0 per training step.")] = 1e-4,
+    seed: Annotated[int, typer.Option()] = 0,
+    quiet: Annotated[bool, typer.Option(help="No log lines.")] = False,
+) -> None:
+    """Shrink to every target with every criterion (same retraining budget), then plot accuracy vs size."""
+    from .data import open_data, open_image_folder
+    from .progress import Progress
+    from .shrink import ShrinkConfig
+    from .sweep import run_sweep
+    from .training import TrainConfig
+
+    console = Console(quiet=quiet)
+    target_list = [_parse_target(t) for t in targets.split(",") if t.strip()]
+    names = [c.strip() for c in criteria.split(",") if c.strip()]
+    config = ShrinkConfig(
+        target=target_list[0] if target_list else 1.0,
+        by=by,
+        allocation=allocation,
+        schedule=schedule,
+        steps_per_layer=steps_per_layer,
+        epochs=epochs,
+        distill=distill,
+        calibration_images=calibration_images,
+        sparsity_train=sparsity_train,
+        l1_gamma=l1_gamma,
+        seed=seed,
+        train=TrainConfig(lr=lr, distill=distill),
+    )
+    for name in names:
+        dataclasses.replace(config, criterion=name).validate()  # an unknown criterion is refused before any work
+    if not target_list or not names:
+        raise UserError("--targets and --criteria each need at least one value")
+    first = _load(model, arch, num_classes, input_size, False)
+    spec = first.spec
+    splits = open_data(data, spec.input_size, spec.mean, spec.std, seed) if data else None
+    evals = open_image_folder(eval_data, spec.input_size, spec.mean, spec.std) if eval_data else None
+    points = run_sweep(
+        lambda: _load(model, arch, num_classes, input_size, False),
+        target_list,
+        names,
+        config,
+        out,
+        splits,
+        evals,
+        Progress(console),
+    )
+    from .report import print_sweep
+
+    print_sweep(points, console)
+    console.print(f"wrote {out}/ (sweep.csv, sweep.json, pareto.png, points/)", highlight=False)
+
+
+@app.command("plot-filters")
+def plot_filters(
+    model: Annotated[str, typer.Argument(help="Checkpoint, zoo name or shrink output.")],
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("filters.png"),
+    arch: Annotated[str | None, typer.Option(help="Architecture of a state-dict checkpoint.")] = None,
+    num_classes: Annotated[int | None, typer.Option(help="Classes of a checkpoint's classifier.")] = None,
+) -> None:
+    """Draw each conv layer's filter L1 norms: dead or near-dead filters show up at the bottom."""
+    from .filters import filter_norms, plot_filter_norms
+
+    loaded = _load(model, arch, num_classes, None, False)
+    norms = filter_norms(loaded.model)
+    path = plot_filter_norms(norms, out, title=f"{loaded.spec.arch}: filter L1 norms per conv layer")
+    dead = sum(int((n <= 1e-8).sum()) for n in norms.values())
+    console = Console()
+    console.print(f"{len(norms)} conv layers, {sum(len(n) for n in norms.values())} filters, {dead} all-zero")
+    console.print(f"wrote {path}", highlight=False)
 
 
 @app.command()

@@ -97,3 +97,19 @@ def _num(x: float | None) -> str:
     if x is None:
         return "-"
     return f"{x:.3f}" if abs(x) < 100 else f"{x:.1f}"
+
+
+def print_sweep(points, console: Console) -> None:
+    """One row per (criterion, target), best score marked."""
+    table = Table(title="sweep (same retraining budget per point)", title_justify="left")
+    for col in ("criterion", "target", "params", "MACs", "top-1 pruned", "top-1 final", "score", "wall s"):
+        table.add_column(col, justify="left" if col == "criterion" else "right")
+    scored = [p for p in points if p.score is not None]
+    best = max(scored, key=lambda p: p.score) if scored else None
+    for p in points:
+        cells = (p.params_ratio, p.macs_ratio, p.top1_after_pruning, p.accuracy, p.score)
+        row = (p.criterion + (" *" if p is best else ""), f"{p.target:g}", *(_num(c) for c in cells), f"{p.wall_s:.0f}")
+        table.add_row(*row)
+    console.print(table)
+    if best:
+        console.print(f"* best score (accuracy + sparsity) / 2: {best.criterion} at {best.target:g}", highlight=False)

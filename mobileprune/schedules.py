@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch.nn as nn
 
-from .criteria import Criterion
+from .criteria import CalibrationData, Criterion
 from .graph import PruningGraph
 from .plan import ChannelPlan
 from .progress import SILENT, Progress
@@ -29,6 +29,7 @@ class ScheduleContext:
     criterion: Criterion
     plan: ChannelPlan
     trainer: Trainer | None = None
+    calibration: CalibrationData | None = None  # for criteria that rank with data
     val_loader: object | None = None
     steps_per_layer: int = 50
     eval_batches: int = 4
@@ -38,7 +39,9 @@ class ScheduleContext:
     def prune_group(self, name: str) -> list[int]:
         """Remove the allocated units of `name`, chosen by the criterion on the current weights."""
         group = self.graph.group(name)
-        scores = self.criterion.scores(self.graph.tp_group(name))
+        if self.criterion.needs_data:  # the model changed since the last prune: look again
+            self.criterion.prepare(self.model, self.calibration)
+        scores = self.criterion.scores(self.graph, name)
         channels = group.channels_to_remove(scores, self.removals[name])
         self.graph.prune(name, channels)
         self.plan.add(name, channels)

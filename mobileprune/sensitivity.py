@@ -56,14 +56,14 @@ def measure_sensitivity(
     reference = [F.log_softmax(model(x), dim=1) for x in batches]
     curves: dict[str, DamageCurve] = {}
     for group in graph.groups:
-        scores = criterion.scores(graph.tp_group(group.name))
+        scores = criterion.scores(graph, group.name)
         points = [(0, 0.0)]
         worst = 0.0
         for units in sorted({min(max(1, round(f * len(group.units))), len(group.units) - 1) for f in fractions}):
             if units <= 0:
                 continue
             channels = group.channels_to_remove(scores, units)
-            with _masked(model, group, channels):
+            with masked(model, group, channels):
                 damage = sum(_kl(ref, model(x)) for ref, x in zip(reference, batches, strict=True))
             worst = max(worst, damage / len(batches))  # damage never falls as more is removed
             points.append((units, worst))
@@ -79,7 +79,7 @@ def _kl(reference_log_probs: torch.Tensor, logits: torch.Tensor) -> float:
     return float(F.kl_div(F.log_softmax(logits, dim=1), reference_log_probs, log_target=True, reduction="batchmean"))
 
 
-class _masked:
+class masked:
     """Context manager: the consumers of `group` see zeros in place of the removed root channels."""
 
     def __init__(self, model: nn.Module, group: ChannelGroup, channels: Sequence[int]):

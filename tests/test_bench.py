@@ -150,20 +150,28 @@ def test_tiny_original_and_pruned_bench_side_by_side(run_cli, tmp_path):
     original.spec = type(original.spec)(**{**original.spec.to_json(), "input_size": 32})
     pruned = shrink(original, ShrinkConfig(target=0.5, by="macs", allocation="uniform"))
     save_output(pruned, tmp_path / "pruned")
-    convert(load_model(tmp_path / "pruned"), ["tflite", "onnx"], tmp_path / "pruned-bundle", check=False)
+    formats = ["tflite", "onnx", "executorch"]
+    convert(load_model(tmp_path / "pruned"), formats, tmp_path / "pruned" / "bundle", check=False)
     original = load_model("mobilenet_v2", arch_kwargs={"num_classes": 10, "width_mult": 0.25})
     original.spec = type(original.spec)(**{**original.spec.to_json(), "input_size": 32})
-    convert(original, ["tflite", "onnx"], tmp_path / "original-bundle", check=False)
+    save_output(shrink(original, ShrinkConfig(target=1.0)), tmp_path / "original")  # a shrink folder, unpruned
+    convert(original, formats, tmp_path / "original" / "bundle", check=False)
     out, png = tmp_path / "bench.json", tmp_path / "fps.png"
-    args = ("--runs", "20", "--min-seconds", "0", "--warmup", "3", "--json", out, "--plot", png, "--quiet")
-    res = run_cli("bench", tmp_path / "original-bundle", tmp_path / "pruned-bundle", *args)
+    from executorch.extension.pybindings import portable_lib
+
+    pool = str(portable_lib._threadpool_get_thread_count())  # ExecuTorch times only at its process-wide pool size
+    args = ("--threads", pool, "--runs", "20", "--min-seconds", "0", "--warmup", "3", "--json", out, "--plot", png)
+    args = (*args, "--quiet")
+    res = run_cli("bench", tmp_path / "original", tmp_path / "pruned", *args)  # shrink folders with bundles
     assert res.code == 0, res.err
     result = json.loads(out.read_text())
     assert {(m["runtime"], m["file"]) for m in result["measurements"]} == {
+        ("torch", "model.pt2"),
         ("litert", "model.tflite"),
         ("onnxruntime", "model.onnx"),
+        ("executorch", "model.pte"),
     }
     assert all(m["runs"] >= 20 and m["median_ms"] > 0 and m["p99_ms"] >= m["median_ms"] for m in result["measurements"])
     speedups = result["speedups"]
-    assert len(speedups) == 2 and all(0.49 <= s["mac_ratio"] <= 0.51 and s["speedup"] > 0 for s in speedups)
+    assert len(speedups) == 4 and all(0.49 <= s["mac_ratio"] <= 0.51 and s["speedup"] > 0 for s in speedups)
     assert png.read_bytes()[:4] == b"\x89PNG"

@@ -30,6 +30,6 @@ def test_prediction_equals_the_really_pruned_model(arch):
     predicted = cost_model.predict(removed)
     l1 = get_criterion("l1")
     for g in graph.groups:
-        graph.prune(g.name, g.channels_to_remove(l1.scores(graph.tp_group(g.name)), removed[g.name]))
+        graph.prune(g.name, g.channels_to_remove(l1.scores(graph, g.name), removed[g.name]))
     assert count_cost(model, x) == predicted
     assert predicted.params < cost_model.baseline.params

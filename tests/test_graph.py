@@ -55,7 +55,7 @@ def test_squeeze_excite_gate_stays_consistent():
     assert se_groups
     l1 = get_criterion("l1")
     for g in se_groups:
-        graph.prune(g.name, g.channels_to_remove(l1.scores(graph.tp_group(g.name)), len(g.units) // 2))
+        graph.prune(g.name, g.channels_to_remove(l1.scores(graph, g.name), len(g.units) // 2))
     for block in model.modules():
         if hasattr(block, "fc1") and hasattr(block, "fc2"):
             assert block.fc2.out_channels == block.fc1.in_channels
@@ -91,7 +91,7 @@ def test_l1_ranks_a_dead_filter_last():
     with torch.no_grad():
         model.get_submodule(name).weight[5].zero_()
         model.get_submodule("features.2.conv.0.1").weight[5] = 0  # and its BN scale
-    scores = get_criterion("l1").scores(graph.tp_group(name))
+    scores = get_criterion("l1").scores(graph, name)
     assert int(torch.argmin(scores)) == 5
     assert graph.group(name).channels_to_remove(scores, 1) == [5]
 

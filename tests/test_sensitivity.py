@@ -5,7 +5,7 @@ import torch
 from mobileprune.criteria import get_criterion
 from mobileprune.graph import PruningGraph
 from mobileprune.presets import build_model, classifier_module, resolve_spec
-from mobileprune.sensitivity import _masked, measure_sensitivity
+from mobileprune.sensitivity import masked, measure_sensitivity
 
 
 def test_masking_consumers_equals_really_pruning():
@@ -15,13 +15,13 @@ def test_masking_consumers_equals_really_pruning():
     graph = PruningGraph(model, x[:1], [classifier_module(model, spec)])
     l1 = get_criterion("l1")
     for group in graph.groups[::4]:
-        channels = group.channels_to_remove(l1.scores(graph.tp_group(group.name)), len(group.units) // 2)
-        with torch.no_grad(), _masked(model, group, channels):
-            masked = model(x)
+        channels = group.channels_to_remove(l1.scores(graph, group.name), len(group.units) // 2)
+        with torch.no_grad(), masked(model, group, channels):
+            zeroed = model(x)
         pruned = copy.deepcopy(model)
         PruningGraph(pruned, x[:1], [classifier_module(pruned, spec)]).prune(group.name, channels)
         with torch.no_grad():
-            torch.testing.assert_close(masked, pruned(x), atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(zeroed, pruned(x), atol=1e-5, rtol=1e-4)
 
 
 def test_curves_start_at_zero_and_never_fall():

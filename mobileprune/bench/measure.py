@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..progress import SILENT, Progress
 from .models import BenchModel
-from .runtimes import RUNTIMES, runtime_for
+from .runtimes import RUNTIMES, CannotRun, runtime_for
 from .stats import LatencyStats
 
 
@@ -94,7 +94,10 @@ def bench(models: list[BenchModel], config: BenchConfig, progress: Progress = SI
     for threads in config.threads:
         for (runtime_name, file_name), members in groups.items():
             progress.log(f"timing {file_name} on {runtime_name}, {threads} thread(s): {len(members)} model(s)")
-            measurements += _interleaved(runtime_name, members, threads, config, progress)
+            try:
+                measurements += _interleaved(runtime_name, members, threads, config, progress)
+            except CannotRun as exc:
+                skipped.append(f"{file_name} on {runtime_name} at {threads} thread(s): {exc}")
     return BenchResult(measurements, speedups(measurements, models), skipped, machine_facts())
 
 
