@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-shrink clean
+.PHONY: demo test test-all lint bench-shrink bench-convert bench-speed bench-sweep clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,23 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 
+test-all: $(STAMP)  # also the slow tests (more converter variants)
+	$(BIN)/python -m pytest -n 2 -q -m ""
+
 lint: $(STAMP)
 	$(BIN)/ruff check mobileprune tests benchmarks tools
 
 bench-shrink: $(STAMP)
 	$(BIN)/python benchmarks/shrink_mobilenet_v2.py
+
+bench-convert: $(STAMP)
+	$(BIN)/python benchmarks/convert_mobilenet_v2.py
+
+bench-speed: $(STAMP)  # run on an otherwise idle machine
+	$(BIN)/python benchmarks/bench_speedup.py
+
+bench-sweep: $(STAMP)
+	$(BIN)/python benchmarks/sweep_cifar_mobilenet_v2.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

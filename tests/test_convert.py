@@ -23,7 +23,11 @@ def _tiny_pruned(arch: str, tmp_path):
     return load_model(tmp_path / "shrunk")
 
 
-@pytest.mark.parametrize("arch", list(VARIANTS))
+@pytest.mark.parametrize(
+    "arch",
+    # V2 runs in `make test`; V1 and V3-small convert the same ops and run with `make test-all`
+    ["mobilenet_v2", *(pytest.param(a, marks=pytest.mark.slow) for a in VARIANTS if a != "mobilenet_v2")],
+)
 def test_pruned_mobilenet_converts_to_every_format(arch, tmp_path):
     loaded = _tiny_pruned(arch, tmp_path)
     labels = [f"class {i}" for i in range(10)]
