@@ -319,7 +319,7 @@ def bench(
         list[str], typer.Argument(help="Model files or convert/shrink folders; the first is the baseline.")
     ],
     runtime: Annotated[
-        str | None, typer.Option(help="Only these: litert,onnxruntime,executorch,torch (default: all found).")
+        str | None, typer.Option(help="Only these: litert,onnxruntime,executorch,torch,coreml (default: all found).")
     ] = None,
     threads: Annotated[str, typer.Option(help="Thread counts, e.g. 1,2,4.")] = "1",
     runs: Annotated[int, typer.Option(help="Timed runs per model (at least).")] = 100,
@@ -330,6 +330,9 @@ def bench(
         str | None, typer.Option(help="benchmark_model: a local file to push, or its path on the phone.")
     ] = None,
     cpu_mask: Annotated[str | None, typer.Option(help="taskset mask on the phone, e.g. f0 (big cores).")] = None,
+    compute_units: Annotated[
+        str, typer.Option(help="Core ML (macOS): cpu or all (GPU and Neural Engine too).")
+    ] = "all",
     as_json: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG bar chart of FPS here.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
@@ -354,7 +357,9 @@ def bench(
         labels[argument] = labels.get(argument, 0) + 1
         label = argument.rstrip("/") + (f" #{labels[argument]}" if labels[argument] > 1 else "")
         opened.append(open_bench_model(argument, label))
-    config = BenchConfig(runtimes, thread_counts, runs, min_seconds, warmup)
+    if compute_units not in ("cpu", "all"):
+        raise UserError(f"--compute-units takes cpu or all, not '{compute_units}'")
+    config = BenchConfig(runtimes, thread_counts, runs, min_seconds, warmup, compute_units)
     if device:
         result = _bench_on_phone(device, benchmark_binary, cpu_mask, opened, config)
     else:

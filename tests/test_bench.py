@@ -41,7 +41,7 @@ class _FakeRuntime(Runtime):
     distribution = "pytest"
     calls: list[str] = []
 
-    def open(self, path: Path, threads: int) -> Session:
+    def open(self, path: Path, threads: int, compute_units: str = "all") -> Session:
         delay = float(path.read_text())
         return Session(lambda: (self.calls.append(path.parent.name), time.sleep(delay)), (1,), "float32")
 
@@ -175,3 +175,14 @@ def test_tiny_original_and_pruned_bench_side_by_side(run_cli, tmp_path):
     speedups = result["speedups"]
     assert len(speedups) == 4 and all(0.49 <= s["mac_ratio"] <= 0.51 and s["speedup"] > 0 for s in speedups)
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_core_ml_timing_says_it_needs_macos_on_linux(tmp_path, monkeypatch):
+    import platform
+
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    package = tmp_path / "bundle" / "model.mlpackage"
+    package.mkdir(parents=True)
+    result = bench([open_bench_model(tmp_path / "bundle")], BenchConfig(runs=1, min_seconds=0, warmup=0))
+    assert result.measurements == []
+    assert result.skipped == ["model.mlpackage on coreml at 1 thread(s): Core ML predicts only on macOS"]

@@ -27,6 +27,7 @@ class BenchConfig:
     runs: int = 100
     min_seconds: float = 2.0
     warmup: int = 10
+    compute_units: str = "all"  # Core ML: cpu or all
 
 
 @dataclass
@@ -107,7 +108,7 @@ def _interleaved(runtime_name, members, threads: int, config: BenchConfig, progr
     for model, path in members:
         rss = _resident_mb()
         started = time.perf_counter()
-        session = runtime.open(path, threads)
+        session = runtime.open(path, threads, config.compute_units)
         init_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
         session.run()

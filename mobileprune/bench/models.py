@@ -13,8 +13,6 @@ from pathlib import Path
 from ..errors import UserError
 from .runtimes import runtime_for
 
-NOT_RUNNABLE_HERE = (".mlpackage",)  # Core ML predicts only on macOS
-
 
 @dataclass
 class BenchModel:
@@ -29,9 +27,9 @@ def open_bench_model(argument: str | Path, label: str | None = None) -> BenchMod
     path = Path(argument)
     if not path.exists():
         raise UserError(f"'{argument}' does not exist (give a model file or a convert/shrink output folder)")
-    if path.is_file():
+    if path.is_file() or path.name.endswith(".mlpackage"):
         if runtime_for(path) is None:
-            raise UserError(f"'{path}' is not a model file bench can run (.tflite, .onnx, .pte, .pt2)")
+            raise UserError(f"'{path}' is not a model file bench can run (.tflite, .onnx, .pte, .pt2, .mlpackage)")
         model = BenchModel(label or str(argument), [path])
         _read_cost(model, path.parent)
         return model
@@ -42,8 +40,6 @@ def open_bench_model(argument: str | Path, label: str | None = None) -> BenchMod
         for f in sorted(folder.iterdir()):
             if runtime_for(f) is not None:
                 files.append(f)
-            elif f.name.endswith(NOT_RUNNABLE_HERE):
-                skipped.append(f"{f.name}: Core ML runs only on macOS")
     if not files:
         raise UserError(f"no model files in '{path}' (expected model.tflite, model.onnx, model.pte or model.pt2)")
     model = BenchModel(label or str(argument).rstrip("/"), files, skipped=skipped)

@@ -46,8 +46,8 @@ class Runtime(ABC):
             return "not installed"
 
     @abstractmethod
-    def open(self, path: Path, threads: int) -> Session:
-        """Load `path` so that it runs on `threads` CPU threads."""
+    def open(self, path: Path, threads: int, compute_units: str = "all") -> Session:
+        """Load `path` so that it runs on `threads` CPU threads (`compute_units`: Core ML only)."""
 
 
 RUNTIMES: Registry[Runtime] = Registry("runtime")
@@ -79,7 +79,7 @@ class LiteRT(Runtime):
     module = "ai_edge_litert"
     distribution = "ai-edge-litert"
 
-    def open(self, path: Path, threads: int) -> Session:
+    def open(self, path: Path, threads: int, compute_units: str = "all") -> Session:
         from ai_edge_litert.interpreter import Interpreter
 
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
@@ -96,7 +96,7 @@ class OnnxRuntime(Runtime):
     module = "onnxruntime"
     distribution = "onnxruntime"
 
-    def open(self, path: Path, threads: int) -> Session:
+    def open(self, path: Path, threads: int, compute_units: str = "all") -> Session:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -125,7 +125,7 @@ class ExecuTorch(Runtime):
     module = "executorch"
     distribution = "executorch"
 
-    def open(self, path: Path, threads: int) -> Session:
+    def open(self, path: Path, threads: int, compute_units: str = "all") -> Session:
         import torch
         from executorch.extension.pybindings import portable_lib
         from executorch.runtime import Runtime as ETRuntime
@@ -149,7 +149,7 @@ class TorchRuntime(Runtime):
     module = "torch"
     distribution = "torch"
 
-    def open(self, path: Path, threads: int) -> Session:
+    def open(self, path: Path, threads: int, compute_units: str = "all") -> Session:
         import torch
 
         module = torch.export.load(str(path)).module()
@@ -163,3 +163,31 @@ class TorchRuntime(Runtime):
                 return module(example)
 
         return Session(run, shape, "float32")
+
+
+@RUNTIMES.register
+class CoreML(Runtime):
+    """Core ML predictions of an `.mlpackage` (macOS only): `compute_units` cpu (CPU only) or all (+GPU/ANE).
+
+    Core ML schedules its own threads, so the thread count is recorded but does not apply.
+    """
+
+    name = "coreml"
+    suffix = ".mlpackage"
+    module = "coremltools"
+    distribution = "coremltools"
+
+    def open(self, path: Path, threads: int, compute_units: str = "all") -> Session:
+        import platform
+
+        if platform.system() != "Darwin":
+            raise CannotRun("Core ML predicts only on macOS")
+        import coremltools as ct
+        from PIL import Image
+
+        units = {"cpu": ct.ComputeUnit.CPU_ONLY, "all": ct.ComputeUnit.ALL}[compute_units]
+        model = ct.models.MLModel(str(path), compute_units=units)
+        size = int(model.user_defined_metadata.get("input_size", "224"))
+        pixels = np.random.default_rng(0).integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+        feed = {"image": Image.fromarray(pixels)}
+        return Session(lambda: model.predict(feed), (1, 3, size, size), f"image ({compute_units} compute units)")
