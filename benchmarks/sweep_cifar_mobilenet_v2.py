@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--final-steps", type=int, default=150)
     ap.add_argument("--sparsity-steps", type=int, default=150)
     ap.add_argument("--test-images", type=int, default=1000)
+    ap.add_argument("--ucb-pulls", type=float, default=1.0)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mobileprune-sweep-cifar")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "sweep_cifar")
     args = ap.parse_args()
@@ -91,6 +92,7 @@ def main() -> None:
         sparsity_train=args.sparsity_steps / steps_per_epoch,
         l1_gamma=1e-4,
         calibration_images=32,
+        ucb_pulls=args.ucb_pulls,
         train=TrainConfig(lr=1e-4),
     )
     targets = [float(t) for t in args.targets.split(",")]

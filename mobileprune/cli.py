@@ -52,6 +52,7 @@ def shrink(
         float, typer.Option(help="Epochs of L1-on-BN-scale training first (network slimming; use with bn).")
     ] = 0.0,
     l1_gamma: Annotated[float, typer.Option(help="Pull on every |BN scale| towards 0 per training step.")] = 1e-4,
+    ucb_pulls: Annotated[float, typer.Option(help="ucb: bandit pulls per channel (its budget).")] = 2.0,
     schedule: Annotated[str, typer.Option(help="layerwise or oneshot.")] = "layerwise",
     round_to: Annotated[int, typer.Option(help="Channel counts become multiples of this.")] = 8,
     steps_per_layer: Annotated[int, typer.Option(help="Retraining batches after each layer.")] = 50,
@@ -91,6 +92,7 @@ def shrink(
         max_layer_ratio=max_layer_ratio,
         sparsity_train=sparsity_train,
         l1_gamma=l1_gamma,
+        ucb_pulls=ucb_pulls,
         schedule=schedule,
         round_to=round_to,
         steps_per_layer=steps_per_layer,

@@ -185,7 +185,7 @@ class UCBCriterion(Criterion):
     description = "UCB1 bandit over channels, reward = loss increase when masked (Ameen & Vadera 2019)"
     needs_data = True
 
-    def __init__(self, pulls_per_channel: float = 3.0, exploration: float = 0.5, seed: int = 0) -> None:
+    def __init__(self, pulls_per_channel: float = 2.0, exploration: float = 0.5, seed: int = 0) -> None:
         self.pulls_per_channel = pulls_per_channel
         self.exploration = exploration
         self.generator = torch.Generator().manual_seed(seed)

@@ -46,6 +46,7 @@ class ShrinkConfig:
     batch_size: int = 32
     sparsity_train: float = 0.0  # epochs of L1-on-BN-scale training before pruning (network slimming)
     l1_gamma: float = 1e-4
+    ucb_pulls: float = 2.0  # ucb criterion: bandit pulls per channel (its cost)
     max_layer_ratio: float = 0.75  # global allocation: no group loses more than this fraction
     calibration_images: int = 32  # 32 and 64 CIFAR images gave the same one-shot top-1 (0.820) on MobileNetV2
     eval_batches: int = 4  # quick evaluation after each layer (layerwise schedule)
@@ -60,6 +61,8 @@ class ShrinkConfig:
             raise UserError(f"--by must be 'params' or 'macs', not '{self.by}'")
         if self.sparsity_train < 0 or self.l1_gamma < 0:
             raise UserError("--sparsity-train and --l1-gamma must not be negative")
+        if self.ucb_pulls < 1:
+            raise UserError(f"--ucb-pulls must be at least 1 (every channel pulled once), not {self.ucb_pulls}")
         if not 0 < self.max_layer_ratio < 1:
             raise UserError(f"--max-layer-ratio must be in (0, 1), not {self.max_layer_ratio}")
         if self.allocation not in ALLOCATIONS:
@@ -154,6 +157,8 @@ def shrink(
         raise UserError(f"{spec.arch}: no prunable channel groups found (every group reaches the output)")
     cost_model = CostModel(model, example, graph.groups)
     criterion = get_criterion(config.criterion)
+    if hasattr(criterion, "pulls_per_channel"):
+        criterion.pulls_per_channel = config.ucb_pulls
     timings["graph_s"] = time.time() - t
 
     # 3. allocation

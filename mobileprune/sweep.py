@@ -1,7 +1,8 @@
 """`sweep`: every (criterion, target) pair shrunk with the same retraining budget, then compared.
 
 Each finished point is written to `OUT/points/` at once (atomically), and a point already there is never
-recomputed: a killed sweep is resumed by running the same command again. At the end `sweep.csv`,
+recomputed: a killed sweep is resumed by running the same command again, and a later run with more
+criteria or targets adds to the same summary. At the end `sweep.csv`,
 `sweep.json` and `pareto.png` summarise the points: accuracy against parameter and MAC ratios, one line
 per criterion, the Pareto frontier marked, and the score (accuracy + (1 - kept parameter ratio)) / 2
 that the background reports rank by.
@@ -89,6 +90,12 @@ def run_sweep(
         _write_atomically(path, point.to_json())
         points.append(point)
         progress.log(f"    params {point.params_ratio:.4f}, MACs {point.macs_ratio:.4f}, top-1 {_fmt(point.accuracy)}")
+    # the folder is the experiment: points from earlier invocations (other criteria or targets) count too
+    known = {(p.criterion, p.target) for p in points}
+    for path in sorted((out / "points").glob("*.json")):
+        earlier = _read_point(path)
+        if (earlier.criterion, earlier.target) not in known and earlier.by == config.by:
+            points.append(earlier)
     write_summary(points, out)
     return points
 
