@@ -109,6 +109,12 @@ class PruningGraph:
             idxs = list(range(pruner.get_out_channels(root)))
         return self.dg.get_pruning_group(root, pruner.prune_out_channels, list(idxs))
 
+    def current_group(self, name: str) -> ChannelGroup:
+        """Group `name` in its current channel numbering (after earlier prunes of the same group)."""
+        members = self._members(self.tp_group(name)) or []
+        channels = self.channels(name)
+        return ChannelGroup(name, channels, tuple(members), self._units(name, channels, members))
+
     # --- edits ---------------------------------------------------------------------------------
     def prune(self, name: str, idxs: Sequence[int]) -> None:
         """Remove output channels `idxs` (current numbering) of group `name`, everywhere they reach."""

@@ -7,13 +7,19 @@ by name so that `--schedule NAME` is a lookup and later methods add a class, not
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
+from .allocation import TOLERANCE, allowed_removals
+from .cost import CostModel
 from .criteria import CalibrationData, Criterion
+from .errors import UserError
 from .graph import PruningGraph
 from .plan import ChannelPlan
 from .progress import SILENT, Progress
@@ -30,6 +36,10 @@ class ScheduleContext:
     plan: ChannelPlan
     trainer: Trainer | None = None
     calibration: CalibrationData | None = None  # for criteria that rank with data
+    cost_model: CostModel | None = None  # for schedules that decide the amounts themselves (greedy)
+    target: float = 1.0
+    by: str = "params"
+    round_to: int = 8
     val_loader: object | None = None
     steps_per_layer: int = 50
     eval_batches: int = 4
@@ -57,6 +67,7 @@ def get_schedule(name: str) -> Schedule:
 
 class Schedule(ABC):
     name: ClassVar[str]
+    decides_amounts: ClassVar[bool] = False  # True: ignores the allocation and fills ctx.removals itself
 
     @abstractmethod
     def run(self, ctx: ScheduleContext) -> list[dict]:
@@ -104,3 +115,78 @@ class LayerWise(Schedule):
                     entry["quick_top1"] = round(acc.top1, 4)
                 log.append(entry)
         return log
+
+
+@SCHEDULES.register
+class Greedy(Schedule):
+    """Greedy layer-wise pruning (ThiNet-like, as the background reports did it), measured at every step.
+
+    Each step tries the next slice of every group (1/16 of its channels, rounded to --round-to; which
+    channels inside the group, the criterion says), measures the loss on fixed calibration images with
+    that slice masked, removes the slice that raises the loss least per parameter (or MAC) saved, and
+    fine-tunes --steps-per-layer batches when there is data. It decides the amounts itself and stops at
+    the target. Cost: one masked forward pass over the calibration images per group per step.
+    """
+
+    name = "greedy"
+    decides_amounts = True
+    slices = 16
+
+    def run(self, ctx: ScheduleContext) -> list[dict]:
+        if ctx.cost_model is None or ctx.calibration is None:
+            raise RuntimeError("greedy needs the cost model and calibration images in its context")
+        from .sensitivity import masked
+
+        groups = ctx.graph.groups
+        if any(g.unit_size > 1 for g in groups):
+            raise UserError("--schedule greedy does not handle tied channel groups (GhostNet) yet")
+        base = ctx.cost_model.baseline.get(ctx.by)
+        goal, floor = ctx.target * base, (ctx.target - TOLERANCE) * base
+        options = {g.name: allowed_removals(g, ctx.round_to) for g in groups}
+        removed = {g.name: 0 for g in groups}
+        current = base
+        log: list[dict] = []
+        with ctx.progress.task(f"greedy steps ({len(groups)} trials each)", math.ceil(base - goal)) as bar:
+            while current > goal:
+                if ctx.criterion.needs_data:
+                    ctx.criterion.prepare(ctx.model, ctx.calibration)
+                before = _loss(ctx.model, ctx.calibration)
+                best = None
+                for g in groups:
+                    now = removed[g.name]
+                    step = max(1, len(g.units) // self.slices)
+                    after = next((r for r in options[g.name] if r >= now + step), None)
+                    if after is None:
+                        continue
+                    saved = ctx.cost_model.saving(removed, g.name, after - now).get(ctx.by)
+                    if saved <= 0 or current - saved < floor:
+                        continue
+                    group = ctx.graph.current_group(g.name)
+                    channels = group.channels_to_remove(ctx.criterion.scores(ctx.graph, g.name), after - now)
+                    with torch.no_grad(), masked(ctx.model, group, channels):
+                        increase = _loss(ctx.model, ctx.calibration) - before
+                    if best is None or increase / saved < best[0]:
+                        best = (increase / saved, g.name, after, saved, channels, increase)
+                if best is None:
+                    break  # nothing fits inside the tolerance band: allocate() would report it
+                _, name, after, saved, channels, increase = best
+                ctx.graph.prune(name, channels)
+                ctx.plan.add(name, channels)
+                removed[name] = after
+                current -= saved
+                entry = {"group": name, "removed_units": after, "loss_increase": round(increase, 5)}
+                if ctx.trainer is not None and ctx.steps_per_layer:
+                    entry["loss"] = round(ctx.trainer.train(ctx.model, ctx.steps_per_layer), 4)
+                log.append(entry)
+                bar.advance(saved, f"{len(log)} steps, last {name}")
+        ctx.removals.clear()
+        ctx.removals.update({k: v for k, v in removed.items() if v})
+        return log
+
+
+@torch.no_grad()
+def _loss(model: nn.Module, data: CalibrationData) -> float:
+    """Cross-entropy against the unpruned model's predictions, averaged over the calibration batches."""
+    model.eval()
+    losses = [float(F.cross_entropy(model(x), t)) for x, t in zip(data.batches, data.targets, strict=True)]
+    return sum(losses) / len(losses)

@@ -17,7 +17,15 @@ import torch
 import torch.nn as nn
 
 from . import __version__
-from .allocation import ALLOCATIONS, GlobalAllocation, SensitivityAllocation, UniformAllocation, allocate
+from .allocation import (
+    ALLOCATIONS,
+    TOLERANCE,
+    Allocation,
+    GlobalAllocation,
+    SensitivityAllocation,
+    UniformAllocation,
+    allocate,
+)
 from .cost import CostModel, count_cost
 from .criteria import CalibrationData, get_criterion
 from .data import DataSplits, ImageSet, calibration_batches, make_loader, noise_batches
@@ -175,7 +183,10 @@ def shrink(
         criterion.prepare(model, calibration)
     elif config.criterion == "bn":
         criterion.prepare(model, None)
-    if config.allocation == "uniform":
+    schedule = get_schedule(config.schedule)
+    if schedule.decides_amounts:
+        strategy = None  # greedy measures where to cut at every step; no allocation up front
+    elif config.allocation == "uniform":
         strategy = UniformAllocation()
     elif config.allocation == "global":
         strategy = GlobalAllocation.from_scores(graph, criterion, config.max_layer_ratio)
@@ -184,9 +195,12 @@ def shrink(
         with progress.task("sensitivity", len(graph.groups)) as bar:
             curves = measure_sensitivity(model, graph, criterion, batches, progress=bar.advance)
         strategy = SensitivityAllocation(curves, f"KL on {source}")
-    allocation = allocate(
-        graph.groups, cost_model, strategy, config.target, config.by, config.round_to, strategy.max_fraction
-    )
+    if strategy is None:
+        allocation = Allocation({}, cost_model.predict({}), 1.0, f"{schedule.name} (measured at every step)")
+    else:
+        allocation = allocate(
+            graph.groups, cost_model, strategy, config.target, config.by, config.round_to, strategy.max_fraction
+        )
     timings["allocation_s"] = time.time() - t
 
     # 4. prune (and retrain between layers when the schedule does)
@@ -212,8 +226,21 @@ def shrink(
         eval_batches=config.eval_batches if eval_loader else 0,
         device=config.device,
         progress=progress,
+        cost_model=cost_model,
+        target=config.target,
+        by=config.by,
+        round_to=config.round_to,
     )
-    schedule_log = get_schedule(config.schedule).run(ctx)
+    schedule_log = schedule.run(ctx)
+    if schedule.decides_amounts:
+        predicted = cost_model.predict(ctx.removals)
+        ratio_predicted = predicted.get(config.by) / cost_model.baseline.get(config.by)
+        if abs(ratio_predicted - config.target) > TOLERANCE:
+            raise UserError(
+                f"{schedule.name} could not reach {config.by} target {config.target:.4f} with --round-to "
+                f"{config.round_to} (reached {ratio_predicted:.4f})"
+            )
+        allocation = Allocation(dict(ctx.removals), predicted, ratio_predicted, allocation.strategy)
     timings["prune_s"] = time.time() - t
 
     # 5. verify: the really pruned model must match the prediction and keep its output shape

@@ -110,3 +110,18 @@ def test_sparsity_training_spreads_bn_scales_so_bn_can_rank(image_folder):
     assert float(gammas.std()) > 1e-3 and float(gammas.abs().mean()) < 1.0  # spread out, pulled towards 0
     assert result.report["accuracy"]["after_sparsity_training"] is not None
     assert abs(result.report["achieved"] - 0.8) <= 0.01
+
+
+def test_greedy_schedule_measures_its_way_to_the_target(image_folder):
+    from mobileprune.data import open_data
+
+    loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 2, "width_mult": 0.25})
+    loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": 32})
+    data = open_data(image_folder, 32, loaded.spec.mean, loaded.spec.std)
+    config = ShrinkConfig(target=0.9, schedule="greedy", steps_per_layer=1, calibration_images=8)
+    result = shrink(loaded, config, data)
+    assert abs(result.report["achieved"] - 0.9) <= 0.01
+    log = result.report["schedule_log"]
+    assert len(log) >= 2 and all("loss_increase" in e and "loss" in e for e in log)  # fine-tuned between steps
+    assert result.report["allocation"]["strategy"] == "greedy (measured at every step)"
+    assert sum(result.report["allocation"]["removed_units"].values()) > 0
