@@ -4,8 +4,10 @@
    "user's app model". Cached in the work folder, so a rerun skips it.
 2. `sweep` it over parameter targets 0.84, 0.7, 0.5 with each criterion, every point with the same budget:
    sensitivity allocation (KL on 32 training images), one-shot pruning, then `--final-steps` batches of
-   fine-tuning on labels. `bn` first gets `--sparsity-steps` of sparsity training (network slimming needs
-   it: this checkpoint's batch norms are folded, every gamma is 1), on top of the shared budget.
+   fine-tuning on labels. `greedy` is the greedy schedule (l1 inside groups; it decides the amounts by
+   measuring, so it uses no sensitivity allocation). `bn` first gets `--sparsity-steps` of sparsity
+   training (network slimming needs it: this checkpoint's batch norms are folded, every gamma is 1), on
+   top of the shared budget.
 3. Accuracy on `--test-images` CIFAR-10 test images. Writes benchmarks/results/sweep_cifar/ (sweep.json,
    sweep.csv, pareto.png, points/ and finetune.json). Resumable: run it again after a kill.
 """
@@ -88,6 +90,7 @@ def main() -> None:
         target=1.0,
         allocation="sensitivity",
         schedule="oneshot",
+        steps_per_layer=0,  # greedy: no fine-tuning between its steps, the same final budget as the others
         epochs=args.final_steps / steps_per_epoch,
         sparsity_train=args.sparsity_steps / steps_per_epoch,
         l1_gamma=1e-4,

@@ -5,7 +5,6 @@ User errors print one line and exit 2; `--debug` shows the traceback instead.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -228,7 +227,9 @@ def _read_labels(path: Path) -> list[str]:
 def sweep(
     model: Annotated[str, typer.Argument(help="Checkpoint or zoo name, as for shrink.")],
     targets: Annotated[str, typer.Option(help="Targets to keep, e.g. 0.9,0.8,0.7.")] = "0.84,0.7,0.5",
-    criteria: Annotated[str, typer.Option(help="Criteria to compare, e.g. l1,bn,taylor,random.")] = "l1,taylor,random",
+    criteria: Annotated[
+        str, typer.Option(help="Criteria to compare, e.g. l1,bn,taylor,random; greedy = the greedy schedule.")
+    ] = "l1,taylor,random",
     out: Annotated[Path, typer.Option(help="Sweep folder (re-run the same command to resume).")] = Path("sweep"),
     arch: Annotated[str | None, typer.Option(help="Architecture of a state-dict checkpoint.")] = None,
     num_classes: Annotated[int | None, typer.Option(help="Classes of a checkpoint's classifier.")] = None,
@@ -272,8 +273,10 @@ def sweep(
         seed=seed,
         train=TrainConfig(lr=lr, distill=distill),
     )
+    from .sweep import method_config
+
     for name in names:
-        dataclasses.replace(config, criterion=name).validate()  # an unknown criterion is refused before any work
+        method_config(config, name, config.target).validate()  # an unknown method is refused before any work
     if not target_list or not names:
         raise UserError("--targets and --criteria each need at least one value")
     first = _load(model, arch, num_classes, input_size, False)

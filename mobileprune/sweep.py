@@ -81,10 +81,7 @@ def run_sweep(
             continue
         progress.log(f"[{i}/{len(pairs)}] {criterion} @ {target:g} ...")
         started = time.time()
-        # sparsity training (network slimming) belongs to the bn criterion only
-        point_config = replace(
-            config, criterion=criterion, target=target, sparsity_train=config.sparsity_train if criterion == "bn" else 0
-        )
+        point_config = method_config(config, criterion, target)
         result = shrink_fn(load(), point_config, data, eval_data, progress)
         point = _point(result.report, criterion, target, config.by, time.time() - started)
         _write_atomically(path, point.to_json())
@@ -98,6 +95,17 @@ def run_sweep(
             points.append(earlier)
     write_summary(points, out)
     return points
+
+
+def method_config(config: ShrinkConfig, method: str, target: float) -> ShrinkConfig:
+    """A criterion name, or a schedule that decides amounts itself (`greedy`, with l1 inside groups)."""
+    from .schedules import SCHEDULES, get_schedule
+
+    if method in SCHEDULES and get_schedule(method).decides_amounts:
+        return replace(config, schedule=method, criterion="l1", target=target, sparsity_train=0)
+    # sparsity training (network slimming) belongs to the bn criterion only
+    sparsity = config.sparsity_train if method == "bn" else 0
+    return replace(config, criterion=method, target=target, sparsity_train=sparsity)
 
 
 def _point(report: dict, criterion: str, target: float, by: str, wall: float) -> SweepPoint:
