@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .plotting import pyplot, save_figure
+
 
 def filter_norms(model: nn.Module) -> dict[str, torch.Tensor]:
     """L1 norm of every output filter of every conv, in model order (depthwise convs included)."""
@@ -19,11 +21,9 @@ def filter_norms(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def plot_filter_norms(norms: dict[str, torch.Tensor], path: str | Path, title: str = "") -> Path:
     """One column of dots per conv layer (log scale): a layer with dead filters has dots at the floor."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    plt = pyplot()
 
     names = list(norms)
     fig, ax = plt.subplots(figsize=(max(8, 0.22 * len(names)), 5))
@@ -38,8 +38,4 @@ def plot_filter_norms(norms: dict[str, torch.Tensor], path: str | Path, title: s
     ax.set_ylabel("filter L1 norm")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

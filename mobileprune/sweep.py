@@ -21,6 +21,7 @@ from pathlib import Path
 from .data import DataSplits, ImageSet
 from .errors import UserError
 from .loading import LoadedModel
+from .plotting import pyplot, save_figure
 from .progress import SILENT, Progress
 from .shrink import ShrinkConfig, ShrinkResult, shrink
 
@@ -189,10 +190,7 @@ def _winners(points: Sequence[SweepPoint]) -> dict[str, dict]:
 
 
 def plot_pareto(points: Sequence[SweepPoint], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for ax, ratio, label in ((axes[0], "params_ratio", "parameters kept"), (axes[1], "macs_ratio", "MACs kept")):
@@ -215,10 +213,7 @@ def plot_pareto(points: Sequence[SweepPoint], path: Path) -> Path:
     axes[0].set_ylabel("top-1 accuracy")
     axes[1].legend(fontsize=8)
     fig.suptitle("accuracy vs size (same retraining budget per point)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _fmt(x: float | None) -> str:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..plotting import pyplot, save_figure
 from .measure import BenchResult
 
 
 def plot_fps(result: BenchResult, path: str | Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers and CI
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    plt = pyplot()
 
     groups = sorted({(m.runtime, m.file, m.threads) for m in result.measurements})
     models = list(dict.fromkeys(m.model for m in result.measurements))
@@ -28,8 +27,4 @@ def plot_fps(result: BenchResult, path: str | Path) -> Path:
     ax.set_ylabel("FPS (1000 / median latency)")
     ax.set_title("Inference speed, batch 1")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
