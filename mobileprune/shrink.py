@@ -173,9 +173,11 @@ def shrink(
     t = time.time()
     if data is not None:
         source = f"{config.calibration_images} images from {data.root}"
+        measured = f"KL on {source}"
         batches = calibration_batches(data.calibration_set(), config.calibration_images, config.batch_size, config.seed)
     else:
         source = f"data-free proxy: {config.calibration_images} random-noise inputs"
+        measured = f"data-free proxy: KL on {config.calibration_images} random-noise inputs"
         batches = noise_batches(config.calibration_images, size, config.batch_size, config.seed)
     calibration = CalibrationData.from_model(model, batches)
     if criterion.needs_data:
@@ -191,10 +193,10 @@ def shrink(
     elif config.allocation == "global":
         strategy = GlobalAllocation.from_scores(graph, criterion, config.max_layer_ratio)
     else:
-        progress.log(f"measuring sensitivity of {len(graph.groups)} groups (KL on {source})")
+        progress.log(f"measuring sensitivity of {len(graph.groups)} groups ({measured})")
         with progress.task("sensitivity", len(graph.groups)) as bar:
             curves = measure_sensitivity(model, graph, criterion, batches, progress=bar.advance)
-        strategy = SensitivityAllocation(curves, f"KL on {source}")
+        strategy = SensitivityAllocation(curves, measured)
     if strategy is None:
         allocation = Allocation({}, cost_model.predict({}), 1.0, f"{schedule.name} (measured at every step)")
     else:
