@@ -5,6 +5,7 @@ User errors print one line and exit 2; `--debug` shows the traceback instead.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -144,6 +145,7 @@ def convert(
     layout: Annotated[str, typer.Option(help="Tensor input layout: nchw (PyTorch's) or nhwc (camera).")] = "nchw",
     calibration_images: Annotated[int, typer.Option(help="int8 calibration images taken from --data.")] = 100,
     check_images: Annotated[int, typer.Option(help="Real images the checks run on (with --data).")] = 64,
+    coreml_target: Annotated[str, typer.Option(help="Core ML minimum deployment target: iOS16, iOS17, ...")] = "iOS16",
     check: Annotated[bool, typer.Option("--check/--no-check", help="Compare every file with PyTorch.")] = True,
     trust_pickle: Annotated[bool, typer.Option(help="Allow loading a pickled nn.Module (runs its code).")] = False,
     quiet: Annotated[bool, typer.Option(help="No log lines.")] = False,
@@ -160,6 +162,10 @@ def convert(
     channel_layout = parse_layout(layout)
     if calibration_images < 1 or check_images < 1:
         raise UserError("--calibration-images and --check-images must be at least 1")
+    if "coreml" in formats and importlib.util.find_spec("coremltools"):
+        from .export.coreml_format import coreml_target as check_target
+
+        check_target(coreml_target)  # a wrong name is refused before any work
     check_output_dir(out, force)
     names = _read_labels(labels) if labels else None
     loaded = _load(model, arch, num_classes, input_size, trust_pickle)
@@ -170,6 +176,7 @@ def convert(
         "layout": channel_layout,
         "calibration_images": calibration_images,
         "check_images": check_images,
+        "coreml_target": coreml_target,
     }
     _convert_and_report(loaded, formats, out, console, check, names, force, precisions, options)
 

@@ -186,3 +186,15 @@ def test_coreml_normalises_inside_the_model_exactly_per_channel():
     carried = CoreMLExporter().representable(noise, spec)  # what an 8-bit image input can carry
     assert carried.dtype == np.float32 and not np.allclose(carried, noise)
     assert (to_pixels(carried, spec.mean, spec.std) == to_pixels(noise, spec.mean, spec.std)).all()
+
+
+def test_coreml_target_flag_is_checked_before_any_work_and_used(run_cli, tmp_path):
+    res = run_cli("convert", "mobilenet_v2", "--to", "coreml", "--coreml-target", "iOS3", "--out", tmp_path / "b")
+    assert res.code == 2 and "unknown Core ML target 'iOS3'" in res.err and "iOS17" in res.err
+    assert not (tmp_path / "b").exists()
+    loaded = _tiny_pruned("mobilenet_v3_small", tmp_path)
+    result = convert(loaded, ["coreml"], tmp_path / "c", coreml_target="iOS17", check=False)[0]
+    import coremltools as ct
+
+    spec = ct.utils.load_spec(str(tmp_path / "c" / result.file))
+    assert result.ok and spec.specificationVersion == 8  # iOS17's spec version (iOS16 writes 7)

@@ -32,6 +32,7 @@ class ExportRequest:
     calibration: np.ndarray | None = None  # real images (NCHW, normalised) for int8 activation ranges
     metadata: dict = field(default_factory=dict)  # what an app needs (input, normalisation, labels)
     notes: list[str] = field(default_factory=list)  # what the exporter chose, e.g. the int8 scheme
+    options: dict[str, str] = field(default_factory=dict)  # format-specific, e.g. {"coreml_target": "iOS17"}
 
 
 class Exporter(ABC):

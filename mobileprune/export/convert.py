@@ -127,6 +127,7 @@ def convert(
     layout: str = "nchw",
     check_images: int = 64,
     calibration_images: int = 100,
+    coreml_target: str | None = None,
     force: bool = False,
     progress: Progress = SILENT,
 ) -> list[FormatResult]:
@@ -174,6 +175,7 @@ def convert(
                     precision,
                     _channels_last(calibration) if channels_last and calibration is not None else calibration,
                     {**embedded, "input": {**app_input, "layout": "NHWC" if channels_last else "NCHW"}},
+                    options={"coreml_target": coreml_target} if coreml_target else {},
                 )
                 fed = replace(inputs, images=_channels_last(inputs.images)) if channels_last else inputs
                 result = _convert_one(name, request, fed, reference, check)

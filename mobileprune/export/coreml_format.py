@@ -45,7 +45,7 @@ class CoreMLExporter(Exporter):
             exported,
             inputs=[image],
             classifier_config=ct.ClassifierConfig(labels),
-            minimum_deployment_target=getattr(ct.target, MINIMUM_TARGET),
+            minimum_deployment_target=coreml_target(request.options.get("coreml_target", MINIMUM_TARGET)),
             compute_precision=ct.precision.FLOAT16 if request.precision == "fp16" else ct.precision.FLOAT32,
         )
         mlmodel.user_defined_metadata.update(
@@ -81,6 +81,18 @@ class CoreMLExporter(Exporter):
 
     def describe(self, path: Path) -> dict:
         return describe_spec(path)
+
+
+def coreml_target(name: str):
+    """coremltools' deployment target by name (iOS16, iOS17, macOS14, ...); a wrong name lists the choices."""
+    import coremltools as ct
+
+    from ..errors import UserError
+
+    choices = [t.name for t in ct.target]
+    if name not in choices:
+        raise UserError(f"unknown Core ML target '{name}': choose from {', '.join(choices)}")
+    return getattr(ct.target, name)
 
 
 class NormalizedInput(torch.nn.Module):
