@@ -182,9 +182,7 @@ def shrink(
     calibration = CalibrationData.from_model(model, batches)
     if criterion.needs_data:
         progress.log(f"criterion {criterion.name} ranks channels on {source}")
-        criterion.prepare(model, calibration)
-    elif config.criterion == "bn":
-        criterion.prepare(model, None)
+    criterion.prepare(model, calibration)
     schedule = get_schedule(config.schedule)
     if schedule.decides_amounts:
         strategy = None  # greedy measures where to cut at every step; no allocation up front
