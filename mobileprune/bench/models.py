@@ -7,7 +7,7 @@ and MAC counts (so a speed-up can be set beside the MAC ratio that promised it).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
@@ -20,7 +20,6 @@ class BenchModel:
     files: list[Path]
     params: int | None = None
     macs: int | None = None
-    skipped: list[str] = field(default_factory=list)  # files found but not timed here, with why
 
 
 def open_bench_model(argument: str | Path, label: str | None = None) -> BenchModel:
@@ -33,7 +32,7 @@ def open_bench_model(argument: str | Path, label: str | None = None) -> BenchMod
         model = BenchModel(label or str(argument), [path])
         _read_cost(model, path.parent)
         return model
-    files, skipped = [], []
+    files = []
     for folder in (path, path / "bundle"):  # a shrink output may hold its `--export` bundle
         if not folder.is_dir():
             continue
@@ -42,7 +41,7 @@ def open_bench_model(argument: str | Path, label: str | None = None) -> BenchMod
                 files.append(f)
     if not files:
         raise UserError(f"no model files in '{path}' (expected model.tflite, model.onnx, model.pte or model.pt2)")
-    model = BenchModel(label or str(argument).rstrip("/"), files, skipped=skipped)
+    model = BenchModel(label or str(argument).rstrip("/"), files)
     _read_cost(model, path)
     return model
 
