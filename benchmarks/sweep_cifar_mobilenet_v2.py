@@ -5,9 +5,9 @@
 2. `sweep` it over parameter targets 0.84, 0.7, 0.5 with each criterion, every point with the same budget:
    sensitivity allocation (KL on 32 training images), one-shot pruning, then `--final-steps` batches of
    fine-tuning on labels. `greedy` is the greedy schedule (l1 inside groups; it decides the amounts by
-   measuring, so it uses no sensitivity allocation). `bn` first gets `--sparsity-steps` of sparsity
-   training (network slimming needs it: this checkpoint's batch norms are folded, every gamma is 1), on
-   top of the shared budget.
+   measuring, so it uses no sensitivity allocation). `bn` and `sss` first get `--sparsity-steps` of
+   sparsity training (network slimming needs it: this checkpoint's batch norms are folded, every gamma is
+   1; sss learns its gates there), on top of the shared budget.
 3. Accuracy on `--test-images` CIFAR-10 test images. Writes benchmarks/results/sweep_cifar/ (sweep.json,
    sweep.csv, pareto.png, points/ and finetune.json). Resumable: run it again after a kill.
 """
@@ -41,7 +41,7 @@ SIZE = 96
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--criteria", default="l1,bn,taylor,hessian,random")
+    ap.add_argument("--criteria", default="l1,bn,sss,taylor,hessian,random,greedy")
     ap.add_argument("--targets", default="0.84,0.7,0.5")
     ap.add_argument("--finetune-steps", type=int, default=1200)
     ap.add_argument("--final-steps", type=int, default=150)

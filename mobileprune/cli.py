@@ -43,15 +43,17 @@ def shrink(
     data: Annotated[Path | None, typer.Option(help="ImageFolder root (train/ and val/) for retraining.")] = None,
     eval_data: Annotated[Path | None, typer.Option(help="Labelled ImageFolder to measure accuracy on.")] = None,
     distill: Annotated[bool, typer.Option(help="Learn from the unpruned model (no labels needed).")] = False,
-    criterion: Annotated[str, typer.Option(help="Channel ranking: l1, bn, taylor, hessian, ucb, random.")] = "l1",
+    criterion: Annotated[str, typer.Option(help="Channel ranking: l1, bn, sss, taylor, hessian, ucb, random.")] = "l1",
     allocation: Annotated[
         str, typer.Option(help="Per-layer amounts: sensitivity, uniform or global (one ranking).")
     ] = "sensitivity",
     max_layer_ratio: Annotated[float, typer.Option(help="global: most a layer may lose.")] = 0.75,
     sparsity_train: Annotated[
-        float, typer.Option(help="Epochs of L1-on-BN-scale training first (network slimming; use with bn).")
+        float, typer.Option(help="Epochs of sparsity training first: L1 on BN scales (bn) or channel gates (sss).")
     ] = 0.0,
-    l1_gamma: Annotated[float, typer.Option(help="Pull on every |BN scale| towards 0 per training step.")] = 1e-4,
+    l1_gamma: Annotated[
+        float, typer.Option(help="Sparse penalty: pull on every |BN scale| or sss gate towards 0 per step.")
+    ] = 1e-4,
     ucb_pulls: Annotated[float, typer.Option(help="ucb: bandit pulls per channel (its budget).")] = 2.0,
     schedule: Annotated[str, typer.Option(help="layerwise, oneshot or greedy (measured step by step).")] = "layerwise",
     round_to: Annotated[int, typer.Option(help="Channel counts become multiples of this.")] = 8,
@@ -251,8 +253,10 @@ def sweep(
     epochs: Annotated[float, typer.Option(help="Final fine-tune epochs (the same for every point).")] = 0.0,
     lr: Annotated[float, typer.Option(help="Retraining learning rate.")] = 3e-5,
     calibration_images: Annotated[int, typer.Option(help="Images for sensitivity and data criteria.")] = 32,
-    sparsity_train: Annotated[float, typer.Option(help="bn points: epochs of L1-on-BN-scale training first.")] = 0.0,
-    l1_gamma: Annotated[float, typer.Option(help="Pull on every |BN scale| towards 0 per training step.")] = 1e-4,
+    sparsity_train: Annotated[float, typer.Option(help="bn and sss points: epochs of sparsity training first.")] = 0.0,
+    l1_gamma: Annotated[
+        float, typer.Option(help="Sparse penalty: pull on every |BN scale| or sss gate towards 0 per step.")
+    ] = 1e-4,
     seed: Annotated[int, typer.Option()] = 0,
     quiet: Annotated[bool, typer.Option(help="No log lines.")] = False,
 ) -> None:

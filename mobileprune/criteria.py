@@ -17,7 +17,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn as nn
@@ -26,6 +26,7 @@ import torch_pruning as tp
 
 from .graph import PruningGraph
 from .registry import Registry
+from .sparsity import BNScaleL1, ChannelGates, SparsityRegulariser
 
 CRITERIA: Registry[Criterion] = Registry("criterion")
 
@@ -57,6 +58,13 @@ class Criterion:
     # True when raw scores mean the same in every layer (BN scale factors): a global ranking may compare
     # them directly, as network slimming does; otherwise they are normalised per group first.
     comparable_across_layers: ClassVar[bool] = False
+    # Whether the criterion reads scales that sparsity training (`--sparsity-train`) shapes: "required"
+    # when it has nothing to rank without it, "optional" when trained scales merely rank better.
+    sparsity_training: ClassVar[Literal["unused", "optional", "required"]] = "unused"
+
+    def sparsity_regulariser(self, model: nn.Module, graph: PruningGraph, strength: float) -> SparsityRegulariser:
+        """What `--sparsity-train` trains with: network slimming's L1 on BN scales unless the method has its own."""
+        return BNScaleL1(model, strength)
 
     def prepare(self, model: nn.Module, data: CalibrationData | None) -> None:
         """Look at the current model (and data) before scoring; data-free criteria need nothing."""
@@ -109,6 +117,7 @@ class BNScaleCriterion(Criterion):
     name = "bn"
     description = "batch-norm scale |gamma| (network slimming, Liu et al. 2017)"
     comparable_across_layers = True
+    sparsity_training = "optional"
 
     def __init__(self) -> None:
         self._importance = tp.importance.BNScaleImportance(group_reduction="mean", normalizer=None)
@@ -135,6 +144,40 @@ class BNScaleCriterion(Criterion):
                 warnings.warn(f"{name}: no batch norm in this group; ranked by filter L1 norm", stacklevel=2)
             return self._fallback.scores(graph, name)
         return self._importance(group).detach().float().cpu()
+
+
+@CRITERIA.register
+class SSSCriterion(Criterion):
+    """Sparse structure selection (Huang & Wang 2018): learned per-channel gates under a sparse penalty.
+
+    `--sparsity-train` trains a gate per channel of every group together with the weights (see
+    `sparsity.ChannelGates`); the gates are folded into the weights afterwards and |gate| is the score,
+    one scale for all layers, so a global ranking thresholds it directly as the paper does. Gates that
+    reached exactly zero are all equally dead; among them the smaller filters (L1) go first.
+    """
+
+    name = "sss"
+    description = "learned channel gates with a sparse penalty (sparse structure selection, Huang & Wang 2018)"
+    comparable_across_layers = True
+    sparsity_training = "required"
+
+    def __init__(self) -> None:
+        self._gates: ChannelGates | None = None
+        self._values: dict[str, torch.Tensor] | None = None
+        self._tie_break = L1Criterion()
+
+    def sparsity_regulariser(self, model: nn.Module, graph: PruningGraph, strength: float) -> SparsityRegulariser:
+        self._gates, self._values = ChannelGates(model, graph, strength), None
+        return self._gates
+
+    def scores(self, graph: PruningGraph, name: str) -> torch.Tensor:
+        if self._gates is None:
+            raise RuntimeError("sss ranks by gates learned in sparsity training: call sparsity_regulariser() and train")
+        if self._values is None:
+            self._values = self._gates.values()
+        gates = self._values[name].abs()[graph.original_channels(name)]
+        l1 = self._tie_break.scores(graph, name)
+        return gates + 1e-6 * (float(gates.max()) or 1.0) * l1 / (float(l1.max()) or 1.0)
 
 
 @CRITERIA.register

@@ -91,6 +91,7 @@ class PruningGraph:
             raise UserError(_untraceable_message(exc)) from exc
         self.groups: list[ChannelGroup] = self._collect_groups()
         self._by_name = {g.name: g for g in self.groups}
+        self._origin = {g.name: list(range(g.channels)) for g in self.groups}
 
     # --- queries -------------------------------------------------------------------------------
     def group(self, name: str) -> ChannelGroup:
@@ -109,6 +110,14 @@ class PruningGraph:
             idxs = list(range(pruner.get_out_channels(root)))
         return self.dg.get_pruning_group(root, pruner.prune_out_channels, list(idxs))
 
+    def original_channels(self, name: str) -> list[int]:
+        """For each current channel of group `name`, its index before any prune through this graph.
+
+        What a criterion needs that scored channels once, up front (learned gates), and is asked again
+        after the group has already lost some of them (the greedy schedule).
+        """
+        return list(self._origin[name])
+
     def current_group(self, name: str) -> ChannelGroup:
         """Group `name` in its current channel numbering (after earlier prunes of the same group)."""
         members = self._members(self.tp_group(name)) or []
@@ -122,10 +131,14 @@ class PruningGraph:
             return
         if len(set(idxs)) >= self.channels(name):
             raise ValueError(f"refusing to remove every channel of {name}")
-        group = self.tp_group(name, sorted(set(int(i) for i in idxs)))
+        removed = sorted(set(int(i) for i in idxs))
+        group = self.tp_group(name, removed)
         if not self.dg.check_pruning_group(group):
             raise ValueError(f"torch-pruning refused to prune {name} at {list(idxs)[:8]}")
         group.prune()
+        if name in self._origin:
+            gone = set(removed)
+            self._origin[name] = [o for i, o in enumerate(self._origin[name]) if i not in gone]
 
     # --- construction --------------------------------------------------------------------------
     def _collect_groups(self) -> list[ChannelGroup]:

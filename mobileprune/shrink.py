@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import platform
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -79,7 +79,11 @@ class ShrinkConfig:
             raise UserError(f"--optimizer must be 'adamw' or 'sgd', not '{self.train.optimizer}'")
         if self.round_to < 1:
             raise UserError(f"--round-to must be at least 1, not {self.round_to}")
-        get_criterion(self.criterion)
+        if get_criterion(self.criterion).sparsity_training == "required" and self.sparsity_train <= 0:
+            raise UserError(
+                f"the {self.criterion} criterion ranks by scales learned in training: "
+                "pass --data DIR and --sparsity-train EPOCHS"
+            )
         get_schedule(self.schedule)
 
 
@@ -142,22 +146,7 @@ def shrink(
     output_shape = tuple(model(example).shape)
     acc_before = _evaluate(model, eval_loader, config, progress, "accuracy before")
 
-    # 1b. network slimming: train with an L1 penalty on BN scales so that useless channels say so
-    acc_sparse = None
-    if config.sparsity_train > 0:
-        if data is None:
-            raise UserError("--sparsity-train needs images to train on: pass --data DIR")
-        t = time.time()
-        loader = make_loader(data.train, config.batch_size, True, config.seed, config.workers)
-        teacher = copy.deepcopy(model).eval() if config.distill else None
-        sparse = Trainer(loader, replace(config.train, l1_gamma=config.l1_gamma), teacher, config.device)
-        steps = max(1, round(config.sparsity_train * len(loader)))
-        with progress.task(f"sparsity training (L1 {config.l1_gamma:g} on BN scales)", steps) as bar:
-            sparse.train(model, steps, tick=lambda loss: bar.advance(1, f"loss {loss:.3f}"))
-        timings["sparsity_train_s"] = time.time() - t
-        acc_sparse = _evaluate(model, eval_loader, config, progress, "accuracy after sparsity training")
-
-    # 2. graph and cost model
+    # 2. graph and cost model (sparsity training changes weights, never the structure: they stay valid)
     t = time.time()
     classifier = classifier_module(model, spec)
     graph = PruningGraph(model, example, [classifier] if classifier is not None else [])
@@ -168,6 +157,23 @@ def shrink(
     if hasattr(criterion, "pulls_per_channel"):
         criterion.pulls_per_channel = config.ucb_pulls
     timings["graph_s"] = time.time() - t
+
+    # 2b. sparsity training: useless channels' scale factors (BN γ, or SSS gates) are driven to zero
+    acc_sparse = None
+    if config.sparsity_train > 0:
+        if data is None:
+            raise UserError("--sparsity-train needs images to train on: pass --data DIR")
+        t = time.time()
+        loader = make_loader(data.train, config.batch_size, True, config.seed, config.workers)
+        teacher = copy.deepcopy(model).eval() if config.distill else None
+        regulariser = criterion.sparsity_regulariser(model.to(config.device), graph, config.l1_gamma)
+        sparse = Trainer(loader, config.train, teacher, config.device)
+        steps = max(1, round(config.sparsity_train * len(loader)))
+        with progress.task(f"sparsity training ({regulariser.description})", steps) as bar:
+            sparse.train(model, steps, tick=lambda loss: bar.advance(1, f"loss {loss:.3f}"), regulariser=regulariser)
+        regulariser.finish()
+        timings["sparsity_train_s"] = time.time() - t
+        acc_sparse = _evaluate(model, eval_loader, config, progress, "accuracy after sparsity training")
 
     # 3. allocation
     t = time.time()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from .criteria import get_criterion
 from .data import DataSplits, ImageSet
 from .errors import UserError
 from .loading import LoadedModel
@@ -104,8 +105,8 @@ def method_config(config: ShrinkConfig, method: str, target: float) -> ShrinkCon
 
     if method in SCHEDULES and get_schedule(method).decides_amounts:
         return replace(config, schedule=method, criterion="l1", target=target, sparsity_train=0)
-    # sparsity training (network slimming) belongs to the bn criterion only
-    sparsity = config.sparsity_train if method == "bn" else 0
+    # sparsity training belongs to the criteria that rank by the scales it trains (bn, sss)
+    sparsity = config.sparsity_train if get_criterion(method).sparsity_training != "unused" else 0
     return replace(config, criterion=method, target=target, sparsity_train=sparsity)
 
 

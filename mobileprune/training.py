@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .data import Batch
+from .sparsity import SparsityRegulariser
 
 
 @dataclass
@@ -32,11 +33,6 @@ class TrainConfig:
     weight_decay: float = 4e-5
     distill: bool = False
     temperature: float = 2.0
-    # network slimming's sparsity penalty on BN scales, applied as a proximal (soft-threshold) step after
-    # each optimiser step: every |gamma| moves l1_gamma towards 0, the task loss pushes useful ones back.
-    # Decoupled from the optimiser like AdamW's weight decay: inside the loss, Adam's per-weight scaling
-    # would turn the penalty into the same sign step for every channel and rank nothing.
-    l1_gamma: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -75,9 +71,17 @@ class Trainer:
                     yield batch
 
     def train(
-        self, model: nn.Module, steps: int, tick: Callable[[float], None] | None = None, cosine: bool = False
+        self,
+        model: nn.Module,
+        steps: int,
+        tick: Callable[[float], None] | None = None,
+        cosine: bool = False,
+        regulariser: SparsityRegulariser | None = None,
     ) -> float:
-        """`steps` optimiser steps on `model`; a new optimiser each call, since pruning replaces weights."""
+        """`steps` optimiser steps on `model`; a new optimiser each call, since pruning replaces weights.
+
+        A sparsity `regulariser` (see sparsity.py) takes its proximal step after every optimiser step.
+        """
         if steps <= 0:
             return float("nan")
         cfg = self.config
@@ -94,10 +98,12 @@ class Trainer:
             logits = model(x)
             loss = self._loss(logits, x, batch.labels.to(self.device))
             opt.zero_grad(set_to_none=True)
+            if regulariser:
+                regulariser.zero_grad()
             loss.backward()
             opt.step()
-            if cfg.l1_gamma:
-                _soft_threshold_bn_scales(model, cfg.l1_gamma)
+            if regulariser:
+                regulariser.step()
             total += loss.item()
             self.steps_done += 1
             if tick:
@@ -115,14 +121,6 @@ class Trainer:
             target = F.log_softmax(self.teacher(x) / t, dim=1)
         student = F.log_softmax(logits / t, dim=1)
         return F.kl_div(student, target, log_target=True, reduction="batchmean") * t * t
-
-
-@torch.no_grad()
-def _soft_threshold_bn_scales(model: nn.Module, amount: float) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None:
-            w = m.weight
-            w.copy_(torch.sign(w) * (w.abs() - amount).clamp(min=0))
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

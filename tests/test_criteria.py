@@ -125,3 +125,98 @@ def test_greedy_schedule_measures_its_way_to_the_target(image_folder):
     assert len(log) >= 2 and all("loss_increase" in e and "loss" in e for e in log)  # fine-tuned between steps
     assert result.report["allocation"]["strategy"] == "greedy (measured at every step)"
     assert sum(result.report["allocation"]["removed_units"].values()) > 0
+
+
+def _train_gates(model, gates, data, steps: int) -> None:
+    """Gates alone (weights frozen): a planted dead channel gets no gradient, only the sparse penalty."""
+    import torch.nn.functional as F
+
+    x, t = torch.cat(data.batches), torch.cat(data.targets)
+    for _ in range(steps):
+        gates.zero_grad()
+        F.cross_entropy(model(x), t).backward()
+        gates.step()
+
+
+def test_sss_gates_rank_a_dead_filter_last_and_fold_into_the_weights():
+    torch.manual_seed(0)
+    model, graph, name, data = _model_with_dead_filter()
+    c = get_criterion("sss")
+    gates = c.sparsity_regulariser(model, graph, 0.002)
+    gates.lr = 0.01
+    _train_gates(model, gates, data, steps=100)
+    gates.settle()
+    x = torch.cat(data.batches)
+    with torch.no_grad():
+        gated = model(x)
+    gates.finish()  # folded into the consumers' weights, hooks gone
+    with torch.no_grad():
+        assert torch.allclose(model(x), gated, atol=1e-5)
+    assert not any(m._forward_pre_hooks for m in model.modules())
+    learned = gates.values()[name]
+    assert learned[DEAD] == 0 and int((learned != 0).sum()) >= len(learned) // 4  # dead is zero, others held
+    scores = c.scores(graph, name)
+    assert int(torch.argmin(scores)) == DEAD and float(scores[DEAD]) <= 1e-6 * float(scores.max())
+
+
+def test_sss_scores_follow_channels_through_earlier_prunes():
+    torch.manual_seed(0)
+    model, graph, name, data = _model_with_dead_filter()
+    c = get_criterion("sss")
+    gates = c.sparsity_regulariser(model, graph, 0.002)
+    _train_gates(model, gates, data, steps=5)
+    gates.finish()
+    full = c.scores(graph, name)
+    graph.prune(name, [0, 2])  # the greedy schedule asks again after a group lost channels
+    assert torch.equal(c.scores(graph, name)[:4], full[[1, 3, 4, 5]])
+
+
+def test_sss_needs_sparsity_training():
+    from mobileprune.errors import UserError
+
+    with pytest.raises(UserError, match="--sparsity-train"):
+        ShrinkConfig(target=0.8, criterion="sss").validate()
+
+
+def test_sss_shrinks_end_to_end_with_gates_trained_alongside_the_weights(image_folder):
+    from mobileprune.data import open_data
+
+    torch.manual_seed(0)
+    loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 2, "width_mult": 0.25})
+    loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": 32})
+    data = open_data(image_folder, 32, loaded.spec.mean, loaded.spec.std)
+    config = ShrinkConfig(
+        target=0.8, criterion="sss", allocation="global", schedule="oneshot", sparsity_train=3.0, l1_gamma=1e-3
+    )
+    result = shrink(loaded, config, data)
+    assert abs(result.report["achieved"] - 0.8) <= 0.01
+    assert result.report["accuracy"]["after_sparsity_training"] is not None
+    assert not any(m._forward_pre_hooks for m in result.model.modules())  # gates folded away
+    assert result.model(torch.randn(1, 3, 32, 32)).shape == (1, 2)
+
+
+@pytest.mark.parametrize(
+    "arch", ["mobilenet_v3_small", "timm:ghostnet_050", "torchvision:shufflenet_v2_x0_5", "torchvision:resnet18"]
+)
+def test_sss_gates_fold_exactly_on_every_architecture(arch):
+    from conftest import TINY_ARCHS
+
+    from mobileprune.sparsity import ChannelGates
+
+    torch.manual_seed(0)
+    loaded = load_model(arch, arch_kwargs={"num_classes": 10, **TINY_ARCHS[arch]})
+    model = loaded.model.eval()
+    x = torch.randn(2, 3, 64, 64)
+    graph = PruningGraph(model, x[:1], [classifier_module(model, loaded.spec)])
+    gates = ChannelGates(model, graph, 0.0)
+    with torch.no_grad():
+        plain = model(x)
+        for g in gates.gates.values():
+            g.uniform_(0.0, 2.0)
+        gates._proximal = {n: g.detach().clone() for n, g in gates.gates.items()}
+        gated = model(x)
+    gates.finish()
+    with torch.no_grad():
+        scale = float(gated.abs().max())
+        assert float((gated - plain).abs().max()) > 1e-4 * scale  # the gates did act
+        assert float((model(x) - gated).abs().max()) <= 1e-5 * scale
