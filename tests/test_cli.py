@@ -116,6 +116,11 @@ def test_unreadable_data_folder(run_cli, tmp_path, monkeypatch):
     assert "is not readable" in _bad(run_cli, tmp_path, "mobilenet_v2", "--data", tmp_path / "locked", *TINY[:-1])
 
 
+def test_sss_without_sparsity_training_is_refused_before_any_work(run_cli, tmp_path):
+    err = _bad(run_cli, tmp_path, "mobilenet_v2", "--criterion", "sss", *TINY[:-1])
+    assert "sss criterion ranks by scales learned in training" in err and "--sparsity-train" in err
+
+
 def test_output_folder_not_writable(run_cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
