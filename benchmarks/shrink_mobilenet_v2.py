@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--final-steps", type=int, default=100)
     ap.add_argument("--calibration-images", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-5)
+    ap.add_argument("--distill-loss", default="centered", help="centered or kl (see mobileprune/training.py)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "shrink_mobilenet_v2.json")
     args = ap.parse_args()
 
@@ -62,6 +63,7 @@ def main() -> None:
             eval_batches=0,
         )
         config.train.lr = args.lr
+        config.train.distill_loss = args.distill_loss
         started = time.time()
         result = shrink(loaded, config, data, evals, progress)
         save_output(result, workdir / f"shrunk-{allocation}", force=True)
@@ -80,6 +82,10 @@ def main() -> None:
             }
         )
         progress.log(json.dumps(runs[-1]))
+        _write(args, runs)  # after every run: a long benchmark killed late keeps what it measured
+
+
+def _write(args: argparse.Namespace, runs: list[dict]) -> None:
     result_json = {
         "benchmark": "shrink shared ImageNet MobileNetV2 to 0.84 params, distill on unlabeled CIFAR-10",
         "eval": "top-1/top-5 on ../shared/data/imagenet-sample (1000 images, Resize 256 / CenterCrop 224)",

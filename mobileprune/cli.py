@@ -63,6 +63,9 @@ def shrink(
     lr: Annotated[float, typer.Option(help="Retraining learning rate.")] = 3e-5,
     batch_size: Annotated[int, typer.Option(help="Batch size for retraining and evaluation.")] = 32,
     temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 2.0,
+    distill_loss: Annotated[
+        str, typer.Option(help="centered (default; suits images unlike the model's training data) or kl.")
+    ] = "centered",
     calibration_images: Annotated[int, typer.Option(help="Images for sensitivity measurement.")] = 32,
     input_size: Annotated[int | None, typer.Option(help="Override the preset's input size.")] = None,
     num_classes: Annotated[int | None, typer.Option(help="Classes of a checkpoint's classifier.")] = None,
@@ -104,7 +107,9 @@ def shrink(
         calibration_images=calibration_images,
         seed=seed,
         device=device,
-        train=TrainConfig(optimizer=optimizer, lr=lr, distill=distill, temperature=temperature),
+        train=TrainConfig(
+            optimizer=optimizer, lr=lr, distill=distill, temperature=temperature, distill_loss=distill_loss
+        ),
     )
     config.validate()
     check_output_dir(out, force)

@@ -37,7 +37,7 @@ from .presets import ModelSpec, classifier_module
 from .progress import SILENT, Progress
 from .schedules import ScheduleContext, get_schedule
 from .sensitivity import measure_sensitivity
-from .training import Accuracy, TrainConfig, Trainer, evaluate
+from .training import DISTILL_LOSSES, Accuracy, TrainConfig, Trainer, evaluate
 
 
 @dataclass
@@ -77,6 +77,8 @@ class ShrinkConfig:
             raise UserError(f"unknown allocation '{self.allocation}': choose {' or '.join(ALLOCATIONS)}")
         if self.train.optimizer not in ("adamw", "sgd"):
             raise UserError(f"--optimizer must be 'adamw' or 'sgd', not '{self.train.optimizer}'")
+        if self.train.distill_loss not in DISTILL_LOSSES:
+            raise UserError(f"--distill-loss must be 'centered' or 'kl', not '{self.train.distill_loss}'")
         if self.round_to < 1:
             raise UserError(f"--round-to must be at least 1, not {self.round_to}")
         if get_criterion(self.criterion).sparsity_training == "required" and self.sparsity_train <= 0:
@@ -332,7 +334,9 @@ def _retrain_note(data: DataSplits | None, trainer: Trainer | None, config: Shri
         "done": True,
         "data": str(data.root),
         "validation": data.val_source,
-        "mode": "distillation from the unpruned model" if config.distill else "labels",
+        "mode": f"distillation from the unpruned model ({config.train.distill_loss} KL)"
+        if config.distill
+        else "labels",
         "steps": trainer.steps_done if trainer else 0,
         "skipped_images": trainer.skipped if trainer else 0,
     }

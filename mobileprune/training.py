@@ -8,6 +8,18 @@ The default optimiser is AdamW at a small learning rate. Measured on the shared 
 (folded-BN weights): SGD with momentum at lr 1e-3 drove top-1 from 0.86 to 0.00 within 8 steps of
 distilling the model onto itself, while AdamW at 3e-5 recovered a 0.84-pruned model from 0.808 to 0.836
 (250-image subset) in 40 steps. Recovery fine-tuning wants small, per-weight-scaled steps.
+
+Distillation compares batch-centred logits by default (`distill_loss="centered"`): each class's mean logit
+over the batch is subtracted from teacher and student before the KL. Images unlike the teacher's training
+data (CIFAR upsampled for an ImageNet model, the usual case when the labels are gone) give a per-class
+logit gap between pruned and unpruned model that is specific to those images: on the shared MobileNetV2
+pruned to 0.84, the mean gap measured on CIFAR points another way than on ImageNet photos (cosine 0.52),
+and adding it to the classifier bias drops ImageNet top-1 from 0.820 to 0.751. Plain KL teaches exactly
+that gap first; centring hides it, so only how the logits vary from image to image is learned. Measured
+(150 batches, AdamW 3e-5, distilling on CIFAR, top-1 on 1000 ImageNet photos): uniform 0.84 prune
+0.002 → 0.266 with plain KL, → 0.398 centred; the sensitivity 0.84 prune 0.820 → 0.803 (50 batches) and
+0.807 (130) with plain KL, 0.820 flat centred. With images from the teacher's own domain the mean gap is
+real information; `distill_loss="kl"` keeps it.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ class TrainConfig:
     weight_decay: float = 4e-5
     distill: bool = False
     temperature: float = 2.0
+    distill_loss: str = "centered"  # or "kl" (plain Hinton KL); see the module docstring
 
 
 @dataclass(frozen=True)
@@ -116,11 +129,29 @@ class Trainer:
             if (labels < 0).any():
                 raise ValueError("unlabeled images need distillation (--distill)")
             return F.cross_entropy(logits, labels)
-        t = self.config.temperature
         with torch.no_grad():
-            target = F.log_softmax(self.teacher(x) / t, dim=1)
-        student = F.log_softmax(logits / t, dim=1)
-        return F.kl_div(student, target, log_target=True, reduction="batchmean") * t * t
+            teacher_logits = self.teacher(x)
+        return distillation_loss(logits, teacher_logits, self.config.temperature, self.config.distill_loss)
+
+
+DISTILL_LOSSES = ("centered", "kl")
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, kind: str) -> torch.Tensor:
+    """KL(teacher ‖ student) at `temperature`; "centered" first removes each class's batch-mean logit.
+
+    A batch of one image has nothing to centre against (centring would zero every logit), so it is
+    compared uncentred.
+    """
+    if kind not in DISTILL_LOSSES:
+        raise ValueError(f"unknown distillation loss '{kind}' (choose from {', '.join(DISTILL_LOSSES)})")
+    if kind == "centered" and len(student) > 1:
+        student = student - student.mean(dim=0, keepdim=True)
+        teacher = teacher - teacher.mean(dim=0, keepdim=True)
+    t = temperature
+    target = F.log_softmax(teacher / t, dim=1)
+    log_probs = F.log_softmax(student / t, dim=1)
+    return F.kl_div(log_probs, target, log_target=True, reduction="batchmean") * t * t
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

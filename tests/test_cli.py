@@ -152,3 +152,8 @@ def test_pretrained_without_internet_is_one_line(run_cli, tmp_path, monkeypatch)
 
     monkeypatch.setattr("torchvision.models.get_model", offline)
     assert "could not download pretrained weights" in _bad(run_cli, tmp_path, "mobilenet_v2", "--pretrained")
+
+
+def test_unknown_distillation_loss_is_refused_before_any_work(run_cli, tmp_path):
+    err = _bad(run_cli, tmp_path, "mobilenet_v2", "--distill-loss", "mse", *TINY)
+    assert "--distill-loss must be 'centered' or 'kl', not 'mse'" in err

@@ -86,7 +86,8 @@ def test_unlabeled_folder_needs_distillation(tmp_path):
         shrink(loaded, ShrinkConfig(target=0.8, allocation="uniform"), data)
 
 
-def test_distillation_pulls_the_pruned_model_back_to_the_teacher(image_folder):
+@pytest.mark.parametrize("distill_loss", ["centered", "kl"])
+def test_distillation_pulls_the_pruned_model_back_to_the_teacher(image_folder, distill_loss):
     import copy
 
     import torch.nn.functional as F
@@ -102,8 +103,9 @@ def test_distillation_pulls_the_pruned_model_back_to_the_teacher(image_folder):
         target=0.3, allocation="uniform", schedule="oneshot", epochs=8, distill=True, batch_size=16, workers=0
     )
     config.train.lr = 1e-3
+    config.train.distill_loss = distill_loss
     result = shrink(loaded, config, data)
-    assert result.report["retraining"]["mode"] == "distillation from the unpruned model"
+    assert result.report["retraining"]["mode"] == f"distillation from the unpruned model ({distill_loss} KL)"
 
     pruned_only = ChannelPlan(result.plan.steps).replay(
         copy.deepcopy(teacher), result.example_input, [classifier_module(teacher, result.spec)]
