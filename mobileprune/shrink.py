@@ -78,7 +78,8 @@ class ShrinkConfig:
         if self.train.optimizer not in ("adamw", "sgd"):
             raise UserError(f"--optimizer must be 'adamw' or 'sgd', not '{self.train.optimizer}'")
         if self.train.distill_loss not in DISTILL_LOSSES:
-            raise UserError(f"--distill-loss must be 'centered' or 'kl', not '{self.train.distill_loss}'")
+            choices = " or ".join(f"'{k}'" for k in DISTILL_LOSSES)
+            raise UserError(f"--distill-loss must be {choices}, not '{self.train.distill_loss}'")
         if self.round_to < 1:
             raise UserError(f"--round-to must be at least 1, not {self.round_to}")
         if get_criterion(self.criterion).sparsity_training == "required" and self.sparsity_train <= 0:
@@ -334,7 +335,7 @@ def _retrain_note(data: DataSplits | None, trainer: Trainer | None, config: Shri
         "done": True,
         "data": str(data.root),
         "validation": data.val_source,
-        "mode": f"distillation from the unpruned model ({config.train.distill_loss} KL)"
+        "mode": f"distillation from the unpruned model ({config.train.distill_loss} loss)"
         if config.distill
         else "labels",
         "steps": trainer.steps_done if trainer else 0,

@@ -19,8 +19,8 @@ that gap first; centring hides it, so only how the logits vary from image to ima
 (AdamW 3e-5, distilling on CIFAR, top-1 on 1000 ImageNet photos): the uniform one-shot 0.84 prune reaches
 0.266 after 150 batches with plain KL, 0.398 centred; the sensitivity 0.84 prune (0.820) falls to 0.818,
 0.807, 0.791 after 50, 130, 310 batches with plain KL, stays at 0.820 over 100 centred batches and ends at
-0.809 after 310. With images from the teacher's own domain the mean gap is
-real information; `distill_loss="kl"` keeps it.
+0.809 after 310. With images from the teacher's own domain the mean gap is real information;
+`distill_loss="kl"` keeps it.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ def test_distillation_pulls_the_pruned_model_back_to_the_teacher(image_folder, d
     config.train.lr = 1e-3
     config.train.distill_loss = distill_loss
     result = shrink(loaded, config, data)
-    assert result.report["retraining"]["mode"] == f"distillation from the unpruned model ({distill_loss} KL)"
+    assert result.report["retraining"]["mode"] == f"distillation from the unpruned model ({distill_loss} loss)"
 
     pruned_only = ChannelPlan(result.plan.steps).replay(
         copy.deepcopy(teacher), result.example_input, [classifier_module(teacher, result.spec)]
