@@ -18,6 +18,7 @@ def atomic_folder(out: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.resolve().parent))
     try:
         yield tmp
+        _permissions_from_umask(tmp)
         old = None
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -28,6 +29,16 @@ def atomic_folder(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _permissions_from_umask(root: Path) -> None:
+    """What a plain mkdir/open would have given: mkdtemp makes 0700 and some writers 0600 files."""
+    umask = os.umask(0)
+    os.umask(umask)
+    root.chmod(0o777 & ~umask)
+    for path in root.rglob("*"):
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def write_json(path: Path, data: Any) -> None:

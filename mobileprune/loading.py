@@ -47,7 +47,7 @@ def load_model(
     if path.is_dir():
         from .output import load_output
 
-        return load_output(path)
+        return load_output(path, trust_pickle)
     if not path.exists() and _is_arch_name(text):
         spec = resolve_spec(text, **kwargs)
         model = build_model(spec, pretrained=pretrained)

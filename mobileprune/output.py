@@ -24,6 +24,7 @@ from .errors import UserError
 from .loading import LoadedModel, sha256_of
 from .plan import PLAN_FORMAT, ChannelPlan
 from .presets import ModelSpec, build_model, classifier_module
+from .safe_pt2 import load_exported
 
 OUTPUT_FILES = ("model.pt2", "model.safetensors", "plan.json", "report.json")
 
@@ -68,8 +69,12 @@ def save_output(result, out: str | Path, force: bool = False) -> Path:
     return out
 
 
-def load_output(folder: str | Path) -> LoadedModel:
-    """Rebuild the pruned model of a `shrink` output folder: arch from spec, replay plan, load weights."""
+def load_output(folder: str | Path, trust_pickle: bool = False) -> LoadedModel:
+    """Rebuild the pruned model of a `shrink` output folder: arch from spec, replay plan, load weights.
+
+    Only a folder made from a pickled module (no architecture to rebuild) reads its `model.pt2`, and
+    only after `safe_pt2` found nothing in it that would run code, unless `trust_pickle`.
+    """
     folder = Path(folder)
     plan_file = folder / "plan.json"
     if not plan_file.exists():
@@ -84,7 +89,7 @@ def load_output(folder: str | Path) -> LoadedModel:
         exported = folder / "model.pt2"
         if not exported.exists():
             raise UserError(f"'{folder}' came from a pickled module and has no model.pt2 to load")
-        model = torch.export.load(exported).module()
+        model = load_exported(exported, trust_pickle).module()
         return LoadedModel(model, spec, str(folder), "shrink output (model.pt2)", sha256_of(exported), plan)
     weights = folder / "model.safetensors"
     if not weights.exists():

@@ -68,3 +68,18 @@ def test_interrupted_save_leaves_the_previous_output(shrunk, tmp_path, monkeypat
         save_output(result, target, force=True)
     assert (target / "model.safetensors").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["keep"]  # no temporary folder left behind
+
+
+def test_output_permissions_follow_the_umask(shrunk, tmp_path):
+    import os
+    import stat
+
+    result, _ = shrunk
+    old = os.umask(0o022)
+    try:
+        out = save_output(result, tmp_path / "perms")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    for f in out.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f.name

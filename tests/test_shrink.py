@@ -54,6 +54,16 @@ def _pretrain(model, data, steps=40):
             loss.backward()
             opt.step()
             done += 1
+    # settle the running statistics on the final weights (as a finished training run has them): 40 noisy
+    # steps leave them lagging, and eval-mode outputs then depend on the thread count's rounding
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+    with torch.no_grad():
+        for batch in loader:
+            if len(batch.labels) >= 2:
+                model(batch.images)
     return model.eval()
 
 

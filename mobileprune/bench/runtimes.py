@@ -152,7 +152,13 @@ class TorchRuntime(Runtime):
     def open(self, path: Path, threads: int, compute_units: str = "all") -> Session:
         import torch
 
-        module = torch.export.load(str(path)).module()
+        from ..errors import UserError
+        from ..safe_pt2 import load_exported
+
+        try:
+            module = load_exported(path).module()  # refuses files that would run code when loaded
+        except UserError as exc:
+            raise CannotRun(str(exc)) from exc
         placeholder = next(n for n in module.graph.nodes if n.op == "placeholder" and "val" in n.meta)
         shape = tuple(int(s) for s in placeholder.meta["val"].shape)
         example = torch.from_numpy(_random(shape, np.float32))
