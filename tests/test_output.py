@@ -83,3 +83,14 @@ def test_output_permissions_follow_the_umask(shrunk, tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
     for f in out.iterdir():
         assert stat.S_IMODE(f.stat().st_mode) == 0o644, f.name
+
+
+def test_a_folder_written_by_version_0_1_0_still_loads():
+    """Written by mobileprune 0.1.0 (before the restructure); model.pt2 left out of the fixture for size."""
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "data" / "shrink_output_v0.1.0"
+    expected = json.loads((folder / "expected_logits.json").read_text())
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(mobileprune.load(folder)(x), torch.tensor(expected["logits"]))
+    assert mobileprune.load_model(folder).spec.input_size == 32
