@@ -23,8 +23,10 @@ test: $(STAMP)
 test-all: $(STAMP)  # also the slow tests (more converter variants)
 	$(BIN)/python -m pytest -n 2 -q -m ""
 
-lint: $(STAMP)
+lint: $(STAMP)  # style, then the structure rules (no import cycles, module sizes, a short shrink())
 	$(BIN)/ruff check mobileprune tests benchmarks tools
+	$(BIN)/ruff format --check mobileprune tests benchmarks tools
+	$(BIN)/python tools/check_structure.py
 
 bench-shrink: $(STAMP)
 	$(BIN)/python benchmarks/shrink_mobilenet_v2.py

@@ -23,11 +23,11 @@ from rich.console import Console
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
 from mobileprune.bench import BenchConfig, bench, open_bench_model
-from mobileprune.bench.plot import plot_fps
 from mobileprune.export import convert
 from mobileprune.progress import Progress
-from mobileprune.report import print_bench
-from mobileprune.shrink import versions
+from mobileprune.reporting.console import print_bench
+from mobileprune.reporting.plots import plot_fps
+from mobileprune.reporting.provenance import versions
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"

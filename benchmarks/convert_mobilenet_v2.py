@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
-from mobileprune.data import make_loader, open_image_folder
 from mobileprune.export import FORMATS, convert
-from mobileprune.shrink import versions
+from mobileprune.reporting.provenance import versions
+from mobileprune.train.data import make_loader, open_image_folder
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
-from mobileprune.data import open_data, open_image_folder
 from mobileprune.progress import Progress
-from mobileprune.shrink import versions
+from mobileprune.reporting.provenance import versions
+from mobileprune.train.data import open_data, open_image_folder
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"

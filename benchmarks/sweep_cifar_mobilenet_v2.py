@@ -28,11 +28,11 @@ import torch.nn as nn
 from rich.console import Console
 
 from mobileprune import ShrinkConfig, load_model
-from mobileprune.data import make_loader, open_data
 from mobileprune.progress import Progress
-from mobileprune.report import print_sweep
+from mobileprune.reporting.console import print_sweep
 from mobileprune.sweep import run_sweep
-from mobileprune.training import TrainConfig, Trainer, evaluate
+from mobileprune.train.data import make_loader, open_data
+from mobileprune.train.loop import TrainConfig, Trainer, evaluate
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
@@ -95,7 +95,7 @@ def main() -> None:
         sparsity_train=args.sparsity_steps / steps_per_epoch,
         l1_gamma=1e-4,
         calibration_images=32,
-        ucb_pulls=args.ucb_pulls,
+        criterion_options={"pulls_per_channel": args.ucb_pulls},  # given to ucb only (sweep.method_config)
         train=TrainConfig(lr=1e-4),
     )
     targets = [float(t) for t in args.targets.split(",")]

@@ -1,4 +1,4 @@
-"""Write a whole output folder or nothing: build it in a temporary sibling, then swap it in by rename."""
+"""Write a whole file or folder or nothing: build it in a temporary sibling, then swap it in by rename."""
 
 from __future__ import annotations
 
@@ -42,4 +42,12 @@ def _permissions_from_umask(root: Path) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    """JSON written to a temporary sibling and renamed over `path`: a kill leaves the old file or the new."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .criteria import get_criterion
-from .data import DataSplits, ImageSet
+from .artifacts import LoadedModel
+from .atomic import write_json
 from .errors import UserError
-from .loading import LoadedModel
-from .plotting import pyplot, save_figure
 from .progress import SILENT, Progress
-from .shrink import ShrinkConfig, ShrinkResult, shrink
+from .prune.config import ShrinkConfig
+from .prune.criteria import CRITERIA
+from .prune.pipeline import ShrinkResult, shrink
+from .prune.report import ShrinkReport
+from .prune.schedules import SCHEDULES
+from .reporting.plots import plot_pareto
+from .train.data import DataSplits, ImageSet
 
 
 @dataclass
@@ -86,7 +89,7 @@ def run_sweep(
         point_config = method_config(config, criterion, target)
         result = shrink_fn(load(), point_config, data, eval_data, progress)
         point = _point(result.report, criterion, target, config.by, time.time() - started)
-        _write_atomically(path, point.to_json())
+        write_json(path, point.to_json())
         points.append(point)
         progress.log(f"    params {point.params_ratio:.4f}, MACs {point.macs_ratio:.4f}, top-1 {_fmt(point.accuracy)}")
     # the folder is the experiment: points from earlier invocations (other criteria or targets) count too
@@ -100,31 +103,47 @@ def run_sweep(
 
 
 def method_config(config: ShrinkConfig, method: str, target: float) -> ShrinkConfig:
-    """A criterion name, or a schedule that decides amounts itself (`greedy`, with l1 inside groups)."""
-    from .schedules import SCHEDULES, get_schedule
+    """A criterion name, or a schedule that decides amounts itself (`greedy`, with l1 inside groups).
 
-    if method in SCHEDULES and get_schedule(method).decides_amounts:
-        return replace(config, schedule=method, criterion="l1", target=target, sparsity_train=0)
+    Criterion and schedule options go to the method only where it declares them (`--ucb-pulls` reaches
+    `ucb`, not `l1`).
+    """
+    if method in SCHEDULES and SCHEDULES.get(method).decides_amounts:
+        options = _declared(SCHEDULES, method, config.schedule_options)
+        return replace(
+            config,
+            schedule=method,
+            criterion="l1",
+            criterion_options={},
+            schedule_options=options,
+            target=target,
+            sparsity_train=0,
+        )
     # sparsity training belongs to the criteria that rank by the scales it trains (bn, sss)
-    sparsity = config.sparsity_train if get_criterion(method).sparsity_training != "unused" else 0
-    return replace(config, criterion=method, target=target, sparsity_train=sparsity)
+    sparsity = config.sparsity_train if CRITERIA.get(method).sparsity_training != "unused" else 0
+    options = _declared(CRITERIA, method, config.criterion_options)
+    return replace(config, criterion=method, criterion_options=options, target=target, sparsity_train=sparsity)
 
 
-def _point(report: dict, criterion: str, target: float, by: str, wall: float) -> SweepPoint:
-    acc = report.get("accuracy", {})
+def _declared(registry, name: str, options: dict) -> dict:
+    return {k: v for k, v in options.items() if k in registry.options(name)}
 
-    def top1(key: str) -> float | None:
-        return acc[key]["top1"] if acc.get(key) else None
+
+def _point(report: ShrinkReport, criterion: str, target: float, by: str, wall: float) -> SweepPoint:
+    acc = report.accuracy
+
+    def top1(stage) -> float | None:
+        return stage.top1 if stage else None
 
     return SweepPoint(
         criterion,
         target,
         by,
-        report["ratios"]["params"],
-        report["ratios"]["macs"],
-        top1("before"),
-        top1("after_pruning"),
-        top1("after_retraining"),
+        report.ratios["params"],
+        report.ratios["macs"],
+        top1(acc.before),
+        top1(acc.after_pruning),
+        top1(acc.after_retraining),
         round(wall, 1),
     )
 
@@ -135,12 +154,6 @@ def _read_point(path: Path) -> SweepPoint:
         return SweepPoint(**{k: data[k] for k in SweepPoint.__dataclass_fields__})
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{path} is not a sweep point ({exc}); delete it to recompute that point") from exc
-
-
-def _write_atomically(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)  # a kill leaves the old state or the new, never half a file
 
 
 def pareto_front(points: Sequence[SweepPoint], ratio: str = "params_ratio") -> list[SweepPoint]:
@@ -174,9 +187,10 @@ def write_summary(points: Sequence[SweepPoint], out: Path) -> None:
         "pareto_macs": [(p.criterion, p.target) for p in pareto_front(points, "macs_ratio")],
         "winner_per_target": _winners(points),
     }
-    (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "sweep.json", summary)
     if scored:
-        plot_pareto(points, out / "pareto.png")
+        fronts = {ratio: pareto_front(points, ratio) for ratio in ("params_ratio", "macs_ratio")}
+        plot_pareto(points, fronts, out / "pareto.png")
 
 
 def _winners(points: Sequence[SweepPoint]) -> dict[str, dict]:
@@ -188,33 +202,6 @@ def _winners(points: Sequence[SweepPoint]) -> dict[str, dict]:
             margin = ranked[0].accuracy - ranked[1].accuracy if len(ranked) > 1 else None
             out[f"{target:g}"] = {"criterion": ranked[0].criterion, "accuracy": ranked[0].accuracy, "margin": margin}
     return out
-
-
-def plot_pareto(points: Sequence[SweepPoint], path: Path) -> Path:
-    plt = pyplot()
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    for ax, ratio, label in ((axes[0], "params_ratio", "parameters kept"), (axes[1], "macs_ratio", "MACs kept")):
-        for criterion in dict.fromkeys(p.criterion for p in points):
-            mine = sorted(
-                (p for p in points if p.criterion == criterion and p.accuracy is not None),
-                key=lambda p: getattr(p, ratio),
-            )
-            ax.plot([getattr(p, ratio) for p in mine], [p.accuracy for p in mine], "o-", label=criterion)
-        front = pareto_front(points, ratio)
-        ax.plot([getattr(p, ratio) for p in front], [p.accuracy for p in front], "k--", lw=1, label="Pareto front")
-        ax.scatter(
-            [getattr(p, ratio) for p in front], [p.accuracy for p in front], s=120, facecolors="none", edgecolors="k"
-        )
-        before = next((p.top1_before for p in points if p.top1_before is not None), None)
-        if before is not None:
-            ax.axhline(before, color="grey", lw=0.8, ls=":", label="unpruned")
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("top-1 accuracy")
-    axes[1].legend(fontsize=8)
-    fig.suptitle("accuracy vs size (same retraining budget per point)")
-    return save_figure(fig, path)
 
 
 def _fmt(x: float | None) -> str:

@@ -1,12 +1,13 @@
 import pytest
 import torch
 
-from mobileprune.allocation import SensitivityAllocation, UniformAllocation, allocate, allowed_removals
-from mobileprune.cost import CostModel
 from mobileprune.errors import UserError
-from mobileprune.graph import PruningGraph
-from mobileprune.presets import build_model, classifier_module, resolve_spec
-from mobileprune.sensitivity import DamageCurve
+from mobileprune.models import build_model, classifier_module, resolve_spec
+from mobileprune.prune.allocate import allocate, allowed_removals
+from mobileprune.prune.allocate.sensitivity import DamageCurve, SensitivityAllocation
+from mobileprune.prune.allocate.uniform import UniformAllocation
+from mobileprune.prune.cost import COST_MODELS
+from mobileprune.prune.graph import PruningGraph
 
 
 @pytest.fixture(scope="module")
@@ -15,14 +16,16 @@ def mnv1():
     model = build_model(spec).eval()
     x = torch.randn(1, 3, 32, 32)
     graph = PruningGraph(model, x, [classifier_module(model, spec)])
-    return graph, CostModel(model, x, graph.groups)
+    return graph, lambda by="params": COST_MODELS.create(
+        by, offered={"model": model, "example": x, "groups": graph.groups}
+    )
 
 
 @pytest.mark.parametrize("target", [0.84, 0.5, 0.3])
 @pytest.mark.parametrize("by", ["params", "macs"])
 def test_uniform_hits_the_target_with_equal_ratios(mnv1, target, by):
     graph, cost_model = mnv1
-    alloc = allocate(graph.groups, cost_model, UniformAllocation(), target, by, round_to=8)
+    alloc = allocate(graph.groups, cost_model(by), UniformAllocation(), target, round_to=8)
     assert abs(alloc.ratio - target) <= 0.01
     fractions = [alloc.removed.get(g.name, 0) / g.channels for g in graph.groups if g.channels >= 64]
     assert max(fractions) - min(fractions) <= 8 / 64 + 1e-9  # one round_to step in the narrowest layer
@@ -37,7 +40,7 @@ def test_sensitivity_spares_the_sensitive_layer(mnv1):
     curves = {
         g.name: DamageCurve(((0, 0.0), (len(g.units), 100.0 if g.name == sensitive else 1.0))) for g in graph.groups
     }
-    alloc = allocate(graph.groups, cost_model, SensitivityAllocation(curves, "test"), 0.7)
+    alloc = allocate(graph.groups, cost_model(), SensitivityAllocation(curves, "test"), 0.7)
     assert abs(alloc.ratio - 0.7) <= 0.01
     assert alloc.removed.get(sensitive, 0) == 0
     assert sum(alloc.removed.values()) > 0
@@ -48,7 +51,7 @@ def test_unreachable_target_is_a_clear_error(mnv1):
     with pytest.raises(
         UserError, match=r"cannot reach params target 0.0500 with --round-to 128: the closest reachable is 0.0660"
     ):
-        allocate(graph.groups, cost_model, UniformAllocation(), 0.05, round_to=128)
+        allocate(graph.groups, cost_model(), UniformAllocation(), 0.05, round_to=128)
 
 
 def test_round_to_never_leaves_fewer_than_round_to_channels(mnv1):

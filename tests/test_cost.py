@@ -4,10 +4,10 @@ import pytest
 import torch
 from conftest import TINY_ARCHS
 
-from mobileprune.cost import CostModel, count_cost
-from mobileprune.criteria import get_criterion
-from mobileprune.graph import PruningGraph
-from mobileprune.presets import build_model, classifier_module, resolve_spec
+from mobileprune.models import build_model, classifier_module, resolve_spec
+from mobileprune.prune.cost import LayerCosts, count_cost
+from mobileprune.prune.criteria import CRITERIA
+from mobileprune.prune.graph import PruningGraph
 
 
 def test_macs_match_the_mobilenet_papers():
@@ -24,11 +24,11 @@ def test_prediction_equals_the_really_pruned_model(arch):
     model = build_model(spec).eval()
     x = torch.randn(1, 3, 64, 64)
     graph = PruningGraph(model, x, [classifier_module(model, spec)])
-    cost_model = CostModel(model, x, graph.groups)
+    cost_model = LayerCosts(model, x, graph.groups)
     rng = random.Random(1)
     removed = {g.name: rng.randint(0, len(g.units) // 2) for g in graph.groups}
     predicted = cost_model.predict(removed)
-    l1 = get_criterion("l1")
+    l1 = CRITERIA.create("l1")
     for g in graph.groups:
         graph.prune(g.name, g.channels_to_remove(l1.scores(graph, g.name), removed[g.name]))
     assert count_cost(model, x) == predicted

@@ -7,9 +7,9 @@ import torch
 import torch.nn as nn
 
 from mobileprune import ShrinkConfig, load_model, shrink
-from mobileprune.criteria import CRITERIA, CalibrationData, get_criterion
-from mobileprune.graph import PruningGraph
-from mobileprune.presets import classifier_module
+from mobileprune.models import classifier_module
+from mobileprune.prune.criteria import CRITERIA, CalibrationData
+from mobileprune.prune.graph import PruningGraph
 
 DEAD = 5  # the planted channel
 
@@ -51,7 +51,7 @@ def _model_with_dead_filter(arch: str = "mobilenet_v2"):
 @pytest.mark.parametrize("criterion", ["l1", "bn", "taylor", "hessian", "ucb"])
 def test_criterion_ranks_a_dead_filter_last(criterion):
     model, graph, name, data = _model_with_dead_filter()
-    c = get_criterion(criterion)
+    c = CRITERIA.create(criterion)
     c.prepare(model, data)
     scores = c.scores(graph, name)
     assert scores.shape == (graph.channels(name),)
@@ -61,7 +61,7 @@ def test_criterion_ranks_a_dead_filter_last(criterion):
 
 def test_random_criterion_is_a_seeded_baseline():
     _, graph, name, _ = _model_with_dead_filter()
-    a, b = get_criterion("random").scores(graph, name), get_criterion("random").scores(graph, name)
+    a, b = CRITERIA.create("random").scores(graph, name), CRITERIA.create("random").scores(graph, name)
     assert torch.equal(a, b) and len(set(a.tolist())) == len(a)  # reproducible, no ties
     assert "random" in CRITERIA and "taylor" in CRITERIA.names()
 
@@ -69,7 +69,7 @@ def test_random_criterion_is_a_seeded_baseline():
 def test_bn_warns_on_folded_batch_norm_checkpoints():
     loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 10, "width_mult": 0.25})  # every gamma = 1
     with pytest.warns(UserWarning, match="every batch-norm scale"):
-        get_criterion("bn").prepare(loaded.model, None)
+        CRITERIA.create("bn").prepare(loaded.model, None)
 
 
 def test_global_allocation_respects_the_per_layer_cap_and_hits_the_target():
@@ -77,7 +77,10 @@ def test_global_allocation_respects_the_per_layer_cap_and_hits_the_target():
     loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": 64})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = shrink(loaded, ShrinkConfig(target=0.6, allocation="global", criterion="l1", max_layer_ratio=0.5))
+        result = shrink(
+            loaded,
+            ShrinkConfig(target=0.6, allocation="global", criterion="l1", allocation_options={"max_fraction": 0.5}),
+        )
     assert abs(result.report["achieved"] - 0.6) <= 0.01
     for g in result.report["groups"]:
         assert g["after"] >= g["before"] * 0.5 - 8, g  # no group lost more than half (+ one rounding step)
@@ -94,7 +97,7 @@ def test_every_criterion_shrinks_end_to_end(criterion):
 
 
 def test_sparsity_training_spreads_bn_scales_so_bn_can_rank(image_folder):
-    from mobileprune.data import open_data
+    from mobileprune.train.data import open_data
 
     loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 2, "width_mult": 0.25})  # every gamma = 1
     loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": 32})
@@ -113,7 +116,7 @@ def test_sparsity_training_spreads_bn_scales_so_bn_can_rank(image_folder):
 
 
 def test_greedy_schedule_measures_its_way_to_the_target(image_folder):
-    from mobileprune.data import open_data
+    from mobileprune.train.data import open_data
 
     loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 2, "width_mult": 0.25})
     loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": 32})
@@ -141,7 +144,7 @@ def _train_gates(model, gates, data, steps: int) -> None:
 def test_sss_gates_rank_a_dead_filter_last_and_fold_into_the_weights():
     torch.manual_seed(0)
     model, graph, name, data = _model_with_dead_filter()
-    c = get_criterion("sss")
+    c = CRITERIA.create("sss")
     gates = c.sparsity_regulariser(model, graph, 0.002)
     gates.lr = 0.01
     _train_gates(model, gates, data, steps=100)
@@ -162,7 +165,7 @@ def test_sss_gates_rank_a_dead_filter_last_and_fold_into_the_weights():
 def test_sss_scores_follow_channels_through_earlier_prunes():
     torch.manual_seed(0)
     model, graph, name, data = _model_with_dead_filter()
-    c = get_criterion("sss")
+    c = CRITERIA.create("sss")
     gates = c.sparsity_regulariser(model, graph, 0.002)
     _train_gates(model, gates, data, steps=5)
     gates.finish()
@@ -179,7 +182,7 @@ def test_sss_needs_sparsity_training():
 
 
 def test_sss_shrinks_end_to_end_with_gates_trained_alongside_the_weights(image_folder):
-    from mobileprune.data import open_data
+    from mobileprune.train.data import open_data
 
     torch.manual_seed(0)
     loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 2, "width_mult": 0.25})
@@ -201,7 +204,7 @@ def test_sss_shrinks_end_to_end_with_gates_trained_alongside_the_weights(image_f
 def test_sss_gates_fold_exactly_on_every_architecture(arch):
     from conftest import TINY_ARCHS
 
-    from mobileprune.sparsity import ChannelGates
+    from mobileprune.prune.sparsity import ChannelGates
 
     torch.manual_seed(0)
     loaded = load_model(arch, arch_kwargs={"num_classes": 10, **TINY_ARCHS[arch]})
@@ -220,3 +223,15 @@ def test_sss_gates_fold_exactly_on_every_architecture(arch):
         scale = float(gated.abs().max())
         assert float((gated - plain).abs().max()) > 1e-4 * scale  # the gates did act
         assert float((model(x) - gated).abs().max()) <= 1e-5 * scale
+
+
+def test_random_and_ucb_criteria_take_the_run_seed():
+    for name in ("random", "ucb"):
+        assert ShrinkConfig(target=0.8, criterion=name, seed=7).make_criterion().seed == 7
+    graph_scores = []
+    for seed in (1, 1, 2):
+        model = load_model("mobilenet_v2", arch_kwargs={"num_classes": 10, "width_mult": 0.25}).model.eval()
+        graph = PruningGraph(model, torch.randn(1, 3, 32, 32), [model.classifier[1]])
+        criterion = ShrinkConfig(target=0.8, criterion="random", seed=seed).make_criterion()
+        graph_scores.append(criterion.scores(graph, graph.groups[0].name))
+    assert torch.equal(graph_scores[0], graph_scores[1]) and not torch.equal(graph_scores[0], graph_scores[2])

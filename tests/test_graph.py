@@ -2,10 +2,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mobileprune.criteria import get_criterion
 from mobileprune.errors import UserError
-from mobileprune.graph import PruningGraph, is_depthwise
-from mobileprune.presets import build_model, classifier_module, resolve_spec
+from mobileprune.models import build_model, classifier_module, resolve_spec
+from mobileprune.prune.criteria import CRITERIA
+from mobileprune.prune.graph import PruningGraph, is_depthwise
 
 
 def tiny(arch: str, **kw):
@@ -53,7 +53,7 @@ def test_squeeze_excite_gate_stays_consistent():
     model, _, x, graph = tiny("mobilenet_v3_large", width_mult=0.25)
     se_groups = [g for g in graph.groups if any(".fc1" in m.module for m in g.members)]
     assert se_groups
-    l1 = get_criterion("l1")
+    l1 = CRITERIA.create("l1")
     for g in se_groups:
         graph.prune(g.name, g.channels_to_remove(l1.scores(graph, g.name), len(g.units) // 2))
     for block in model.modules():
@@ -91,7 +91,7 @@ def test_l1_ranks_a_dead_filter_last():
     with torch.no_grad():
         model.get_submodule(name).weight[5].zero_()
         model.get_submodule("features.2.conv.0.1").weight[5] = 0  # and its BN scale
-    scores = get_criterion("l1").scores(graph, name)
+    scores = CRITERIA.create("l1").scores(graph, name)
     assert int(torch.argmin(scores)) == 5
     assert graph.group(name).channels_to_remove(scores, 1) == [5]
 

@@ -63,7 +63,7 @@ def test_interrupted_save_leaves_the_previous_output(shrunk, tmp_path, monkeypat
     def explode(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("mobileprune.output.save_file", explode)
+    monkeypatch.setattr("mobileprune.artifacts.shrink_folder.save_file", explode)
     with pytest.raises(KeyboardInterrupt):
         save_output(result, target, force=True)
     assert (target / "model.safetensors").read_bytes() == before

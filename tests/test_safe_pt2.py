@@ -18,7 +18,7 @@ import torch
 import torchvision
 
 from mobileprune import ShrinkConfig, UserError, load_model, save_output, shrink
-from mobileprune.safe_pt2 import check_pt2
+from mobileprune.artifacts.safe_pt2 import check_pt2
 
 
 class Payload:

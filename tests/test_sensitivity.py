@@ -2,10 +2,11 @@ import copy
 
 import torch
 
-from mobileprune.criteria import get_criterion
-from mobileprune.graph import PruningGraph
-from mobileprune.presets import build_model, classifier_module, resolve_spec
-from mobileprune.sensitivity import masked, measure_sensitivity
+from mobileprune.models import build_model, classifier_module, resolve_spec
+from mobileprune.prune.allocate.sensitivity import measure_sensitivity
+from mobileprune.prune.criteria import CRITERIA
+from mobileprune.prune.graph import PruningGraph
+from mobileprune.prune.masking import masked
 
 
 def test_masking_consumers_equals_really_pruning():
@@ -13,7 +14,7 @@ def test_masking_consumers_equals_really_pruning():
     model = build_model(spec).eval()
     x = torch.randn(4, 3, 64, 64)
     graph = PruningGraph(model, x[:1], [classifier_module(model, spec)])
-    l1 = get_criterion("l1")
+    l1 = CRITERIA.create("l1")
     for group in graph.groups[::4]:
         channels = group.channels_to_remove(l1.scores(graph, group.name), len(group.units) // 2)
         with torch.no_grad(), masked(model, group, channels):
@@ -29,7 +30,7 @@ def test_curves_start_at_zero_and_never_fall():
     model = build_model(spec).eval()
     x = torch.randn(1, 3, 32, 32)
     graph = PruningGraph(model, x, [classifier_module(model, spec)])
-    curves = measure_sensitivity(model, graph, get_criterion("l1"), [torch.randn(8, 3, 32, 32)])
+    curves = measure_sensitivity(model, graph, CRITERIA.create("l1"), [torch.randn(8, 3, 32, 32)])
     assert set(curves) == {g.name for g in graph.groups}
     for curve in curves.values():
         assert curve.points[0] == (0, 0.0)

@@ -5,8 +5,8 @@ import torch
 from conftest import TINY_ARCHS
 
 from mobileprune import ShrinkConfig, load_model, shrink
-from mobileprune.data import make_loader, open_data
-from mobileprune.graph import is_depthwise
+from mobileprune.prune.graph import is_depthwise
+from mobileprune.train.data import make_loader, open_data
 
 
 def _check_pruned(result, arch, target, round_to=8):
@@ -102,8 +102,8 @@ def test_distillation_pulls_the_pruned_model_back_to_the_teacher(image_folder, d
 
     import torch.nn.functional as F
 
-    from mobileprune.plan import ChannelPlan
-    from mobileprune.presets import classifier_module
+    from mobileprune.models import classifier_module
+    from mobileprune.prune.plan import ChannelPlan
 
     loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 2, "width_mult": 0.5})
     loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": 32})

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from mobileprune import ShrinkConfig, load_model, shrink
-from mobileprune.data import open_data
 from mobileprune.sweep import SweepPoint, pareto_front, run_sweep
+from mobileprune.train.data import open_data
 
 
 def _tiny():
@@ -61,7 +61,7 @@ def test_sweep_cli_refuses_unknown_criterion_before_any_work(run_cli, tmp_path):
 
 def test_plot_filters_draws_every_conv_and_counts_dead_filters(run_cli, tmp_path):
     from mobileprune import save_output
-    from mobileprune.filters import filter_norms
+    from mobileprune.reporting.plots import filter_norms
 
     loaded = _tiny()
     loaded.model.features[0][0].weight.data[:3] = 0

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mobileprune.training import distillation_loss
+from mobileprune.train.distill import distillation_loss
 
 
 def _logits(seed: int, n: int = 8, classes: int = 20) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from torchvision.models import shufflenetv2
 
-from mobileprune.tracing_fixes import TraceableShuffleResidual
+from mobileprune.models.tracing_fixes import TraceableShuffleResidual
 
 
 class InlineShuffleBlock(TraceableShuffleResidual):

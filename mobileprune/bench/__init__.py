@@ -1,5 +1,10 @@
-"""`bench`: FPS and latency of model files on the runtimes phones use, models compared side by side."""
+"""`bench`: FPS and latency of model files on the runtimes phones use, models compared side by side.
 
+`models.py` (what an argument names) → `runtimes/` (one engine per file) → `measure.py` (interleaved
+timing, speed-ups) → `stats.py`; `android.py` runs the same on a phone over adb.
+"""
+
+from .android import bench_on_phone
 from .measure import BenchConfig, BenchResult, Measurement, SpeedUp, bench
 from .models import BenchModel, open_bench_model
 from .stats import LatencyStats
@@ -12,5 +17,6 @@ __all__ = [
     "Measurement",
     "SpeedUp",
     "bench",
+    "bench_on_phone",
     "open_bench_model",
 ]

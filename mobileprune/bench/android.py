@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from .measure import Measurement
+from .measure import BenchConfig, BenchResult, Measurement, speedups
+from .models import BenchModel
 from .stats import LatencyStats
 
 DEVICE_DIR = "/data/local/tmp"
@@ -175,3 +176,22 @@ class AdbDevice:
                 )
             )
         return out
+
+
+def bench_on_phone(
+    device: str, binary: str | None, cpu_mask: str | None, models: list[BenchModel], config: BenchConfig
+) -> BenchResult:
+    """`bench --device adb[:SERIAL]`: every .tflite of `models` timed with benchmark_model on the phone."""
+    if not device.startswith("adb"):
+        raise UserError(f"unknown --device '{device}': use adb or adb:SERIAL")
+    phone = AdbDevice.from_spec(device, binary, cpu_mask)
+    measurements, skipped = [], []
+    for model in models:
+        for path in model.files:
+            if not path.name.endswith(".tflite"):
+                skipped.append(f"{model.label}/{path.name}: the phone runs .tflite files only")
+                continue
+            measurements += phone.bench(
+                model.label, path, config.threads, config.runs, config.warmup, config.min_seconds
+            )
+    return BenchResult(measurements, speedups(measurements, models), skipped, {"device": device})

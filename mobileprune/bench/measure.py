@@ -10,11 +10,11 @@ median(baseline) / median(model), set beside the MAC and parameter ratios that p
 from __future__ import annotations
 
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 
 from ..progress import SILENT, Progress
+from ..reporting.provenance import machine_facts
 from .models import BenchModel
 from .runtimes import RUNTIMES, CannotRun, runtime_for
 from .stats import LatencyStats
@@ -187,12 +187,3 @@ def _resident_mb() -> float | None:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return None
-
-
-def machine_facts() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-    }

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..artifacts import read_report
 from ..errors import UserError
 from .runtimes import runtime_for
 
@@ -48,14 +49,17 @@ def open_bench_model(argument: str | Path, label: str | None = None) -> BenchMod
 
 def _read_cost(model: BenchModel, folder: Path) -> None:
     """Parameters and MACs from a bundle's metadata.json or a shrink folder's report.json."""
-    for name, keys in (("metadata.json", ()), ("report.json", ("after",)), ("bundle/metadata.json", ())):
+    for name in ("metadata.json", "report.json", "bundle/metadata.json"):
         f = folder / name
-        if f.is_file():
-            try:
+        if not f.is_file():
+            continue
+        try:
+            if name == "report.json":
+                after = read_report(folder).after
+                model.params, model.macs = after.params, after.macs
+            else:
                 data = json.loads(f.read_text())
-                for key in keys:
-                    data = data[key]
                 model.params, model.macs = int(data["params"]), int(data["macs"])
-                return
-            except (KeyError, TypeError, ValueError, json.JSONDecodeError):
-                continue
+            return
+        except (UserError, KeyError, TypeError, ValueError):  # a damaged file only costs the ratio columns
+            continue

@@ -1,6 +1,6 @@
-"""App-ready model files: one module per format, all registered in `FORMATS`."""
+"""App-ready model files: one module per format (`*_format.py`, registered in `FORMATS`), `convert.py`
+writes and checks them all into one bundle."""
 
-from . import coreml_format, executorch_format, onnx_format, tflite_format  # noqa: F401  (register formats)
 from .base import FORMATS, Exporter, ExportRequest
 from .convert import FormatResult, convert, parse_formats, parse_layout, parse_precisions
 

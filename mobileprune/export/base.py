@@ -1,7 +1,7 @@
 """What every format module provides: write the file, and run it (where this machine can) for the check.
 
-A new format is one new module with one `Exporter` subclass registered in `FORMATS`; `convert()` and the
-CLI find it by name and never branch on formats.
+A new format is one new module in this package with one `Exporter` subclass registered in `FORMATS`
+(the registry imports every module here); `convert()` and the CLI find it by name and never branch on formats.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..presets import ModelSpec
+from ..models import ModelSpec
 from ..registry import Registry
 
 
@@ -67,6 +67,10 @@ class Exporter(ABC):
                 out[dist] = "not installed"
         return out
 
+    def check_options(self, options: dict[str, str]) -> None:
+        """Refuse a bad format-specific option (raise `UserError`) before any work; most formats take none."""
+        return None
+
     @abstractmethod
     def export(self, request: ExportRequest) -> Path:
         """Write the model file into `request.folder`; returns its path."""
@@ -84,4 +88,4 @@ class Exporter(ABC):
         return None
 
 
-FORMATS: Registry[Exporter] = Registry("format")
+FORMATS: Registry[Exporter] = Registry("format", "mobileprune.export")

@@ -16,15 +16,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..artifacts import LoadedModel, check_output_dir
 from ..atomic import atomic_folder, write_json
-from ..cost import count_cost
-from ..data import calibration_batches, open_data
 from ..errors import UserError
-from ..loading import LoadedModel
-from ..output import check_output_dir
-from ..presets import ModelSpec
+from ..models import ModelSpec
 from ..progress import SILENT, Progress
-from ..shrink import versions
+from ..prune.cost import count_cost
+from ..reporting.provenance import versions
+from ..train.data import calibration_batches, open_data
 from .base import FORMATS, ExportRequest
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}  # max |logit diff| against PyTorch
@@ -92,6 +91,12 @@ def _parse_choices(text: str, what: str, allowed: list[str]) -> list[str]:
     return names
 
 
+def check_export_options(formats: list[str], options: dict[str, str]) -> None:
+    """Every requested format checks its own options (e.g. Core ML's deployment target) before any work."""
+    for name in formats:
+        FORMATS.create(name).check_options(options)
+
+
 def random_inputs(size: int, count: int = 4, seed: int = 0) -> CheckInputs:
     """Seeded normal inputs in the model's normalised input space: enough for fp32/fp16 checks."""
     g = torch.Generator().manual_seed(seed)
@@ -136,6 +141,8 @@ def convert(
     `data` (an image folder) gives real check images and the int8 calibration set; without it the
     checks use seeded random inputs and int8 falls back to dynamic-range.
     """
+    options = {"coreml_target": coreml_target} if coreml_target else {}
+    check_export_options(formats, options)
     out = check_output_dir(out, force)
     model, spec = loaded.model.eval(), loaded.spec
     size = spec.input_size
@@ -175,7 +182,7 @@ def convert(
                     precision,
                     _channels_last(calibration) if channels_last and calibration is not None else calibration,
                     {**embedded, "input": {**app_input, "layout": "NHWC" if channels_last else "NCHW"}},
-                    options={"coreml_target": coreml_target} if coreml_target else {},
+                    options=options,
                 )
                 fed = replace(inputs, images=_channels_last(inputs.images)) if channels_last else inputs
                 result = _convert_one(name, request, fed, reference, check)

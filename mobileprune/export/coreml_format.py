@@ -31,6 +31,10 @@ class CoreMLExporter(Exporter):
     requires = ("coremltools",)
     distributions = ("coremltools",)
 
+    def check_options(self, options: dict[str, str]) -> None:
+        if "coreml_target" in options and self.missing() is None:
+            coreml_target(options["coreml_target"])
+
     def export(self, request: ExportRequest) -> Path:
         import coremltools as ct
 

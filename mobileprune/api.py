@@ -1,0 +1,61 @@
+"""The Python API, in the order of the data path; the CLI calls only these.
+
+loaded = load_model("mobilenet_v2.pth", arch="mobilenet_v2")
+data = open_data("images/", loaded.spec.input_size, loaded.spec.mean, loaded.spec.std)
+result = shrink(loaded, ShrinkConfig(target=0.5, by="macs", distill=True), data)
+save_output(result, "shrunk/")
+model = load("shrunk/")
+results = convert(load_model("shrunk/"), ["tflite", "onnx"], "bundle/")
+speed = bench([open_bench_model("original.tflite"), open_bench_model("bundle/")], BenchConfig())
+"""
+
+from __future__ import annotations
+
+from .artifacts import LoadedModel, check_output_dir, load, load_model, read_report, save_output
+from .bench import BenchConfig, BenchModel, BenchResult, bench_on_phone, open_bench_model
+from .bench import bench as _bench_here
+from .export import convert
+from .progress import SILENT, Progress
+from .prune.config import ShrinkConfig
+from .prune.pipeline import ShrinkResult, shrink
+from .prune.report import ShrinkReport
+from .sweep import run_sweep as sweep
+from .train.data import open_data, open_image_folder
+
+
+def bench(
+    models: list[BenchModel],
+    config: BenchConfig,
+    progress: Progress = SILENT,
+    *,
+    device: str | None = None,
+    benchmark_binary: str | None = None,
+    cpu_mask: str | None = None,
+) -> BenchResult:
+    """Time `models` interleaved on this machine, or with `device="adb[:SERIAL]"` on an Android phone."""
+    if device:
+        return bench_on_phone(device, benchmark_binary, cpu_mask, models, config)
+    return _bench_here(models, config, progress)
+
+
+__all__ = [
+    "BenchConfig",
+    "BenchModel",
+    "BenchResult",
+    "LoadedModel",
+    "ShrinkConfig",
+    "ShrinkReport",
+    "ShrinkResult",
+    "bench",
+    "check_output_dir",
+    "convert",
+    "load",
+    "load_model",
+    "open_bench_model",
+    "open_data",
+    "open_image_folder",
+    "read_report",
+    "save_output",
+    "shrink",
+    "sweep",
+]

@@ -1,0 +1,86 @@
+"""`mobileprune convert`: one bundle of app-ready files, each checked against PyTorch."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .. import api
+from ..errors import UserError
+from ..export import FORMATS, parse_formats, parse_layout, parse_precisions
+from ..export.convert import check_export_options
+from ..progress import Progress
+from ..reporting.console import print_conversion
+from .app import app
+from .options import read_labels, with_options
+
+
+def formats(text: str) -> list[str]:
+    return parse_formats(text)
+
+
+@app.command()
+@with_options(("model",))
+def convert(
+    model: Annotated[str, typer.Argument(help="A shrink output folder, checkpoint or zoo name.")],
+    load_args: dict,
+    to: Annotated[str, typer.Option(help=f"Formats: {','.join(FORMATS.names())}.")] = "tflite,coreml,onnx,executorch",
+    out: Annotated[Path, typer.Option(help="Bundle folder.")] = Path("bundle"),
+    force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+    labels: Annotated[Path | None, typer.Option(help="Class names, one per line.")] = None,
+    precision: Annotated[
+        str, typer.Option(help="fp32, fp16 (TFLite, Core ML), int8 (TFLite), comma-separated: fp32,int8.")
+    ] = "fp32",
+    data: Annotated[
+        Path | None, typer.Option(help="Images: real check inputs and int8 calibration (else random inputs).")
+    ] = None,
+    layout: Annotated[str, typer.Option(help="Tensor input layout: nchw (PyTorch's) or nhwc (camera).")] = "nchw",
+    calibration_images: Annotated[int, typer.Option(help="int8 calibration images taken from --data.")] = 100,
+    check_images: Annotated[int, typer.Option(help="Real images the checks run on (with --data).")] = 64,
+    coreml_target: Annotated[str, typer.Option(help="Core ML minimum deployment target: iOS16, iOS17, ...")] = "iOS16",
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Compare every file with PyTorch.")] = True,
+    quiet: Annotated[bool, typer.Option(help="No log lines.")] = False,
+) -> None:
+    """Write app-ready files (one per format), each checked numerically against PyTorch."""
+    console = Console(quiet=quiet)
+    wanted = formats(to)
+    precisions = parse_precisions(precision)
+    channel_layout = parse_layout(layout)
+    if calibration_images < 1 or check_images < 1:
+        raise UserError("--calibration-images and --check-images must be at least 1")
+    check_export_options(wanted, {"coreml_target": coreml_target})
+    api.check_output_dir(out, force)
+    names = read_labels(labels) if labels else None
+    loaded = api.load_model(model, **load_args)
+    if names and len(names) != loaded.spec.num_classes:
+        raise UserError(f"--labels has {len(names)} names, the model predicts {loaded.spec.num_classes} classes")
+    options = {
+        "data": data,
+        "layout": channel_layout,
+        "calibration_images": calibration_images,
+        "check_images": check_images,
+        "coreml_target": coreml_target,
+    }
+    convert_and_report(loaded, wanted, out, console, check, names, force, precisions, options)
+
+
+def convert_and_report(
+    loaded, wanted, out, console, check, labels=None, force=False, precisions=None, options=None
+) -> None:
+    """Convert, print the summary table, and exit 1 when any file failed its conversion or check."""
+    results = api.convert(
+        loaded,
+        wanted,
+        out,
+        check=check,
+        labels=labels,
+        precisions=precisions,
+        force=force,
+        progress=Progress(console),
+        **(options or {}),
+    )
+    print_conversion(results, console)
+    console.print(f"wrote {out}/ (metadata.json has sizes, checks and converter versions)", highlight=False)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)

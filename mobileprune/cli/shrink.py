@@ -1,0 +1,58 @@
+"""`mobileprune shrink`: remove whole conv filters until the target is met, then write the output folder."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .. import api
+from ..progress import Progress
+from ..prune.config import ShrinkConfig
+from ..reporting.console import print_report
+from .app import app
+from .convert import convert_and_report, formats
+from .options import target as parse_target
+from .options import with_options
+
+
+@app.command()
+@with_options(("model", "shrink"))
+def shrink(
+    model: Annotated[str, typer.Argument(help="Checkpoint, zoo name (mobilenet_v2, timm:NAME, ...) or shrink output.")],
+    config: ShrinkConfig,
+    load_args: dict,
+    target: Annotated[str, typer.Option(help="Fraction to keep, in (0, 1].")] = "0.84",
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("shrunk"),
+    force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+    data: Annotated[Path | None, typer.Option(help="ImageFolder root (train/ and val/) for retraining.")] = None,
+    eval_data: Annotated[Path | None, typer.Option(help="Labelled ImageFolder to measure accuracy on.")] = None,
+    pretrained: Annotated[bool, typer.Option(help="Download the library's weights (needs internet).")] = False,
+    export: Annotated[str | None, typer.Option(help="Also convert: e.g. tflite,coreml (into OUT/bundle).")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars or log lines.")] = False,
+) -> None:
+    """Remove whole conv filters until TARGET of the parameters (or MACs) remain."""
+    import torch
+
+    console = Console(quiet=quiet)
+    config.target = parse_target(target)
+    config.validate()
+    api.check_output_dir(out, force)
+    export_formats = formats(export) if export else []
+    torch.manual_seed(config.seed)  # random-weight models are built here: same seed, same model, same result
+    loaded = api.load_model(model, pretrained=pretrained, **load_args)
+    spec = loaded.spec
+    progress = Progress(console, bars=not quiet)
+    if loaded.weights == "random":
+        progress.log(
+            f"[yellow]{model}: no checkpoint given, using random weights "
+            "(sizes and speed are real; accuracy is meaningless)[/yellow]"
+        )
+    splits = api.open_data(data, spec.input_size, spec.mean, spec.std, config.seed) if data else None
+    evals = api.open_image_folder(eval_data, spec.input_size, spec.mean, spec.std) if eval_data else None
+    result = api.shrink(loaded, config, splits, evals, progress)
+    api.save_output(result, out, force=force)
+    print_report(result.report, console)
+    console.print(f"wrote {out}/ (model.pt2, model.safetensors, plan.json, report.json)", highlight=False)
+    if export_formats:
+        convert_and_report(api.load_model(str(out)), export_formats, out / "bundle", console, check=True)

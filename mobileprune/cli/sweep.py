@@ -1,0 +1,57 @@
+"""`mobileprune sweep`: every (method, target) shrunk with the same settings, then compared on one plot."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .. import api
+from ..errors import UserError
+from ..progress import Progress
+from ..prune.config import ShrinkConfig
+from ..reporting.console import print_sweep
+from ..sweep import method_config
+from .app import app
+from .options import target as parse_target
+from .options import with_options
+
+
+@app.command()
+@with_options(
+    ("model", "shrink"),
+    exclude=("criterion", "criterion_option"),
+    criterion=None,  # set per point; criterion options go to the criteria that declare them
+    schedule="oneshot",
+    steps_per_layer=20,
+)
+def sweep(
+    model: Annotated[str, typer.Argument(help="Checkpoint or zoo name, as for shrink.")],
+    config: ShrinkConfig,
+    load_args: dict,
+    targets: Annotated[str, typer.Option(help="Targets to keep, e.g. 0.9,0.8,0.7.")] = "0.84,0.7,0.5",
+    criteria: Annotated[
+        str, typer.Option(help="Criteria to compare, e.g. l1,bn,taylor,random; greedy = the greedy schedule.")
+    ] = "l1,taylor,random",
+    out: Annotated[Path, typer.Option(help="Sweep folder (re-run the same command to resume).")] = Path("sweep"),
+    data: Annotated[Path | None, typer.Option(help="ImageFolder root for retraining (and val/ accuracy).")] = None,
+    eval_data: Annotated[Path | None, typer.Option(help="Labelled ImageFolder to measure accuracy on.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No log lines.")] = False,
+) -> None:
+    """Shrink to every target with every criterion (same retraining budget), then plot accuracy vs size."""
+    console = Console(quiet=quiet)
+    target_list = [parse_target(t) for t in targets.split(",") if t.strip()]
+    names = [c.strip() for c in criteria.split(",") if c.strip()]
+    if not target_list or not names:
+        raise UserError("--targets and --criteria each need at least one value")
+    config.target = target_list[0]
+    for name in names:
+        method_config(config, name, config.target).validate()  # an unknown method is refused before any work
+    spec = api.load_model(model, **load_args).spec
+    splits = api.open_data(data, spec.input_size, spec.mean, spec.std, config.seed) if data else None
+    evals = api.open_image_folder(eval_data, spec.input_size, spec.mean, spec.std) if eval_data else None
+    points = api.sweep(
+        lambda: api.load_model(model, **load_args), target_list, names, config, out, splits, evals, Progress(console)
+    )
+    print_sweep(points, console)
+    console.print(f"wrote {out}/ (sweep.csv, sweep.json, pareto.png, points/)", highlight=False)

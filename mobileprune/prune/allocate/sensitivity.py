@@ -1,0 +1,107 @@
+"""`sensitivity`: remove where it hurts least, by each group's measured damage per unit of cost saved.
+
+Damage curves come from masking (see `masking.py`): each group alone loses 1/8, 1/4, 1/2 and 3/4 of its
+units, chosen by the criterion, and the network's output is compared with the unpruned one; the model
+is never copied or edited.
+
+Damage is the KL divergence from the unpruned model's predictions on a fixed calibration batch: it needs
+no labels, so unlabeled images (or, without data, random noise as a data-free proxy) are enough.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..criteria import Criterion
+from ..graph import ChannelGroup, PruningGraph
+from ..masking import masked
+from .engine import ALLOCATIONS, AllocationInputs, AllocationStrategy
+
+DEFAULT_FRACTIONS = (0.125, 0.25, 0.5, 0.75)
+
+
+@dataclass(frozen=True)
+class DamageCurve:
+    """Damage as a function of removed units: measured points, linear in between and beyond."""
+
+    points: tuple[tuple[int, float], ...]  # (units removed, damage), starting at (0, 0.0)
+
+    def at(self, units: int) -> float:
+        xs = [p[0] for p in self.points]
+        i = bisect.bisect_right(xs, units) - 1
+        i = min(max(i, 0), len(self.points) - 2)
+        (x0, y0), (x1, y1) = self.points[i], self.points[i + 1]
+        return y0 + (y1 - y0) * (units - x0) / max(x1 - x0, 1)
+
+    def to_json(self) -> list[list[float]]:
+        return [[x, y] for x, y in self.points]
+
+
+@torch.no_grad()
+def measure_sensitivity(
+    model: nn.Module,
+    graph: PruningGraph,
+    criterion: Criterion,
+    batches: Sequence[torch.Tensor],
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    progress: Callable[[], None] | None = None,
+) -> dict[str, DamageCurve]:
+    """Damage curve of every group of `graph`, each group pruned alone by `criterion`."""
+    model.eval()
+    reference = [F.log_softmax(model(x), dim=1) for x in batches]
+    curves: dict[str, DamageCurve] = {}
+    for group in graph.groups:
+        scores = criterion.scores(graph, group.name)
+        points = [(0, 0.0)]
+        worst = 0.0
+        for units in sorted({min(max(1, round(f * len(group.units))), len(group.units) - 1) for f in fractions}):
+            if units <= 0:
+                continue
+            channels = group.channels_to_remove(scores, units)
+            with masked(model, group, channels):
+                damage = sum(_kl(ref, model(x)) for ref, x in zip(reference, batches, strict=True))
+            worst = max(worst, damage / len(batches))  # damage never falls as more is removed
+            points.append((units, worst))
+        if len(points) == 1:
+            points.append((1, 0.0))
+        curves[group.name] = DamageCurve(tuple(points))
+        if progress:
+            progress()
+    return curves
+
+
+def _kl(reference_log_probs: torch.Tensor, logits: torch.Tensor) -> float:
+    return float(F.kl_div(F.log_softmax(logits, dim=1), reference_log_probs, log_target=True, reduction="batchmean"))
+
+
+@ALLOCATIONS.register
+@dataclass
+class SensitivityAllocation(AllocationStrategy):
+    """Least measured damage per unit of cost saved (KL from the unpruned model on calibration inputs)."""
+
+    name = "sensitivity"
+    description = "measured damage (KL vs the unpruned model) per unit of cost saved"
+    curves: dict[str, DamageCurve] = field(default_factory=dict)
+    source: str = ""
+
+    def prepare(self, inputs: AllocationInputs) -> None:
+        graph, progress = inputs.graph, inputs.progress
+        self.source = f"{'data-free proxy: ' if inputs.data_free else ''}KL on {inputs.source}"
+        progress.log(f"measuring sensitivity of {len(graph.groups)} groups ({self.source})")
+        with progress.task("sensitivity", len(graph.groups)) as bar:
+            self.curves = measure_sensitivity(
+                inputs.model, graph, inputs.criterion, inputs.batches, progress=bar.advance
+            )
+
+    def step_cost(self, group: ChannelGroup, now: int, after: int, saved: float) -> float:
+        curve = self.curves[group.name]
+        return (curve.at(after) - curve.at(now)) / max(saved, 1)
+
+    def describe(self) -> str:
+        return f"sensitivity ({self.source})"

@@ -1,0 +1,97 @@
+"""`ShrinkConfig`: every setting of a shrink run, checked before any work starts.
+
+Plug-in settings travel as options dictionaries (`criterion_options`, `allocation_options`,
+`schedule_options`) checked against what the chosen plug-in declares, so a new criterion's knobs never
+become fields here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import UserError
+from ..train.distill import DISTILL_LOSSES
+from ..train.loop import TrainConfig
+from .allocate import ALLOCATIONS
+from .cost import COST_MODELS
+from .criteria import CRITERIA
+from .schedules import SCHEDULES
+
+
+@dataclass
+class ShrinkConfig:
+    target: float
+    by: str = "params"  # a cost model: params, macs
+    criterion: str = "l1"
+    allocation: str = "sensitivity"
+    schedule: str = "layerwise"
+    round_to: int = 8
+    steps_per_layer: int = 50
+    epochs: float = 0.0
+    distill: bool = False
+    batch_size: int = 32
+    sparsity_train: float = 0.0  # epochs of sparsity training before pruning (bn: L1 on BN scales; sss: gates)
+    l1_gamma: float = 1e-4
+    calibration_images: int = 32
+    eval_batches: int = 4  # quick evaluation after each layer (layerwise schedule)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    device: str = "cpu"
+    workers: int = 1
+    criterion_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"pulls_per_channel": 3} for ucb
+    allocation_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"max_fraction": 0.5} for global
+    schedule_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"slices": 8} for greedy
+
+    def validate(self) -> None:
+        check_target(self.target)
+        if self.by not in COST_MODELS:
+            raise UserError(f"--by must be one of {', '.join(COST_MODELS.names())}, not '{self.by}'")
+        if self.sparsity_train < 0 or self.l1_gamma < 0:
+            raise UserError("--sparsity-train and --l1-gamma must not be negative")
+        if self.train.optimizer not in ("adamw", "sgd"):
+            raise UserError(f"--optimizer must be 'adamw' or 'sgd', not '{self.train.optimizer}'")
+        if self.train.distill_loss not in DISTILL_LOSSES:
+            choices = " or ".join(f"'{k}'" for k in DISTILL_LOSSES)
+            raise UserError(f"--distill-loss must be {choices}, not '{self.train.distill_loss}'")
+        if self.round_to < 1:
+            raise UserError(f"--round-to must be at least 1, not {self.round_to}")
+        if self.batch_size < 1 or self.calibration_images < 1 or self.steps_per_layer < 0 or self.epochs < 0:
+            raise UserError(
+                "--batch-size and --calibration-images must be at least 1, --epochs and --steps-per-layer 0"
+            )
+        # building each plug-in once checks its name and options (each raises a one-line UserError)
+        criterion = self.make_criterion()
+        self.make_allocation()
+        self.make_schedule()
+        if criterion.sparsity_training == "required" and self.sparsity_train <= 0:
+            raise UserError(
+                f"the {self.criterion} criterion ranks by scales learned in training: "
+                "pass --data DIR and --sparsity-train EPOCHS"
+            )
+
+    def make_criterion(self):
+        return CRITERIA.create(self.criterion, offered={"seed": self.seed}, **self.criterion_options)
+
+    def make_allocation(self):
+        return ALLOCATIONS.create(self.allocation, offered={"seed": self.seed}, **self.allocation_options)
+
+    def make_schedule(self):
+        return SCHEDULES.create(self.schedule, offered={"seed": self.seed}, **self.schedule_options)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_target(target: float) -> float:
+    if not isinstance(target, (int, float)) or target != target or not 0 < target <= 1:
+        raise UserError(f"--target must be a number in (0, 1], the fraction to keep; got {target}")
+    return float(target)
+
+
+def parse_target(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"--target must be a number in (0, 1], the fraction to keep; got '{text}'") from None
+    return check_target(value)

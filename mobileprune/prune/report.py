@@ -1,0 +1,133 @@
+"""`ShrinkReport`: what a shrink run did, typed, and its `report.json` form (read back by `info`, `sweep`,
+`bench` and `convert`).
+
+`to_json` writes the same keys every version has written; `from_json` reads any of them and turns a
+damaged file into one line saying what is wrong with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UserError
+from ..models import ModelSpec
+from ..train.loop import Accuracy
+from .cost import Cost
+
+
+@dataclass
+class AccuracyReport:
+    """Top-1/top-5 at each stage that was measured (None: not measured), and on what."""
+
+    before: Accuracy | None = None
+    after_sparsity_training: Accuracy | None = None
+    after_pruning: Accuracy | None = None
+    after_retraining: Accuracy | None = None
+    eval_images: str | None = None
+    note: str | None = None
+
+    STAGES = ("before", "after_sparsity_training", "after_pruning", "after_retraining")
+
+    def final(self) -> Accuracy | None:
+        """After retraining when there was any, else after pruning."""
+        return self.after_retraining or self.after_pruning
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: _acc(getattr(self, k)) for k in self.STAGES}
+        return {**out, "eval_images": self.eval_images, "note": self.note}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AccuracyReport:
+        stages = {k: Accuracy(**data[k]) if data.get(k) else None for k in cls.STAGES}
+        return cls(**stages, eval_images=data.get("eval_images"), note=data.get("note"))
+
+
+@dataclass
+class ShrinkReport:
+    source: dict[str, Any]  # path, weights ("random", "checkpoint", ...), sha256
+    spec: ModelSpec
+    config: dict[str, Any]
+    target: float
+    by: str
+    achieved: float
+    before: Cost
+    after: Cost
+    allocation: dict[str, Any]  # strategy, removed_units
+    groups: list[dict[str, Any]]  # group, before, after (channels)
+    layers: list[dict[str, Any]]
+    schedule_log: list[dict[str, Any]]
+    accuracy: AccuracyReport
+    retraining: dict[str, Any]
+    timings_s: dict[str, float]
+    versions: dict[str, str]
+    mobileprune: str = ""
+    files: dict[str, Any] = field(default_factory=dict)  # filled by save_output
+
+    def __getitem__(self, key: str) -> Any:
+        """report.json's keys, read as before the report was typed: `result.report["achieved"]`."""
+        return self.to_json()[key]
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        return {
+            "params": round(self.after.params / self.before.params, 4),
+            "macs": round(self.after.macs / self.before.macs, 4),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "mobileprune": self.mobileprune,
+            "source": self.source,
+            "spec": self.spec.to_json(),
+            "config": self.config,
+            "target": self.target,
+            "by": self.by,
+            "achieved": self.achieved,
+            "before": {"params": self.before.params, "macs": self.before.macs},
+            "after": {"params": self.after.params, "macs": self.after.macs},
+            "ratios": self.ratios,
+            "allocation": self.allocation,
+            "groups": self.groups,
+            "layers": self.layers,
+            "schedule_log": self.schedule_log,
+            "accuracy": self.accuracy.to_json(),
+            "retraining": self.retraining,
+            "timings_s": self.timings_s,
+            "versions": self.versions,
+        }
+        if self.files:
+            out["files"] = self.files
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "report.json") -> ShrinkReport:
+        """Read a report.json of any version; a damaged one is a `UserError` naming what is wrong."""
+        try:
+            return cls(
+                source=dict(data["source"]),
+                spec=ModelSpec.from_json(data["spec"]),
+                config=dict(data.get("config", {})),
+                target=float(data["target"]),
+                by=str(data["by"]),
+                achieved=float(data["achieved"]),
+                before=Cost(int(data["before"]["params"]), int(data["before"]["macs"])),
+                after=Cost(int(data["after"]["params"]), int(data["after"]["macs"])),
+                allocation=dict(data.get("allocation", {})),
+                groups=list(data.get("groups", [])),
+                layers=list(data.get("layers", [])),
+                schedule_log=list(data.get("schedule_log", [])),
+                accuracy=AccuracyReport.from_json(data.get("accuracy") or {}),
+                retraining=dict(data.get("retraining", {})),
+                timings_s={k: float(v) for k, v in data.get("timings_s", {}).items()},
+                versions=dict(data.get("versions", {})),
+                mobileprune=str(data.get("mobileprune", "")),
+                files=dict(data.get("files", {})),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            what = f"missing {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            raise UserError(f"'{where}' is damaged ({what}): not a report mobileprune wrote") from None
+
+
+def _acc(acc: Accuracy | None) -> dict | None:
+    return acc.to_json() if acc else None

@@ -1,0 +1,118 @@
+"""Every PNG mobileprune draws, on matplotlib without a display.
+
+`plot_fps` (bench --plot), `plot_pareto` (sweep's pareto.png), `plot_filter_norms` (plot-filters). Colours
+come from matplotlib's colour-blind-safe `tableau-colorblind10` cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn as nn
+
+if TYPE_CHECKING:
+    from ..bench.measure import BenchResult
+    from ..sweep import SweepPoint
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (servers and CI have no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.style.use("tableau-colorblind10")
+    return plt
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    pyplot().close(fig)
+    return path
+
+
+def plot_fps(result: BenchResult, path: str | Path) -> Path:
+    import numpy as np
+
+    plt = pyplot()
+
+    groups = sorted({(m.runtime, m.file, m.threads) for m in result.measurements})
+    models = list(dict.fromkeys(m.model for m in result.measurements))
+    fps = {(m.runtime, m.file, m.threads, m.model): m.stats.fps for m in result.measurements}
+    width = 0.8 / max(len(models), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(groups) * max(len(models), 1) / 2 + 2), 4.5))
+    x = np.arange(len(groups))
+    for i, model in enumerate(models):
+        heights = [fps.get((*g, model), 0.0) for g in groups]
+        bars = ax.bar(x + (i - (len(models) - 1) / 2) * width, heights, width, label=model)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks(x, [f"{r}\n{f}\n{t} thread{'s' if t > 1 else ''}" for r, f, t in groups], fontsize=8)
+    ax.set_ylabel("FPS (1000 / median latency)")
+    ax.set_title("Inference speed, batch 1")
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_pareto(points: Sequence[SweepPoint], fronts: dict[str, list[SweepPoint]], path: Path) -> Path:
+    """Accuracy against parameter and MAC ratios, one line per method; `fronts[ratio]` marked."""
+    plt = pyplot()
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for ax, ratio, label in ((axes[0], "params_ratio", "parameters kept"), (axes[1], "macs_ratio", "MACs kept")):
+        for criterion in dict.fromkeys(p.criterion for p in points):
+            mine = sorted(
+                (p for p in points if p.criterion == criterion and p.accuracy is not None),
+                key=lambda p: getattr(p, ratio),
+            )
+            ax.plot([getattr(p, ratio) for p in mine], [p.accuracy for p in mine], "o-", label=criterion)
+        front = fronts[ratio]
+        ax.plot([getattr(p, ratio) for p in front], [p.accuracy for p in front], "k--", lw=1, label="Pareto front")
+        ax.scatter(
+            [getattr(p, ratio) for p in front], [p.accuracy for p in front], s=120, facecolors="none", edgecolors="k"
+        )
+        before = next((p.top1_before for p in points if p.top1_before is not None), None)
+        if before is not None:
+            ax.axhline(before, color="grey", lw=0.8, ls=":", label="unpruned")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("top-1 accuracy")
+    axes[1].legend(fontsize=8)
+    fig.suptitle("accuracy vs size (same retraining budget per point)")
+    return save_figure(fig, path)
+
+
+def filter_norms(model: nn.Module) -> dict[str, torch.Tensor]:
+    """L1 norm of every output filter of every conv, in model order (depthwise convs included)."""
+    return {
+        name: m.weight.detach().abs().flatten(1).sum(1).cpu()
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d)
+    }
+
+
+def plot_filter_norms(norms: dict[str, torch.Tensor], path: str | Path, title: str = "") -> Path:
+    """One column of dots per conv layer (log scale): a layer with dead filters has dots at the floor."""
+    import numpy as np
+
+    plt = pyplot()
+
+    names = list(norms)
+    fig, ax = plt.subplots(figsize=(max(8, 0.22 * len(names)), 5))
+    floor = min((float(n[n > 0].min()) for n in norms.values() if (n > 0).any()), default=1e-3) / 10
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(names):
+        values = norms[name].numpy().clip(min=floor)
+        ax.scatter(i + rng.uniform(-0.25, 0.25, len(values)), values, s=3, alpha=0.5)
+    ax.set_yscale("log")
+    ax.axhline(floor, color="red", lw=0.8, ls=":", label="all-zero filters are drawn here")
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+    ax.set_ylabel("filter L1 norm")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)

@@ -1,0 +1,200 @@
+"""Images for retraining, calibration and evaluation.
+
+`DIR` is an ImageFolder tree (`DIR/train/<class>/*.jpg`, `DIR/val/...`; `test` is accepted for `val`,
+and without either a fixed 10% of train is held out). A folder of images without class folders is read
+as unlabeled: enough for distillation and calibration. Images are resized to the model's input size, so
+32×32 CIFAR images feed a 224-px ImageNet model. A corrupt image is skipped and counted, never a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from ..errors import UserError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
+UNLABELED = -1
+
+
+class ImageSet(Dataset):
+    """(path, label) samples with a transform; unreadable images come back as None."""
+
+    def __init__(self, samples: Sequence[tuple[Path, int]], classes: Sequence[str], transform):
+        self.samples = list(samples)
+        self.classes = list(classes)
+        self.transform = transform
+
+    @property
+    def labeled(self) -> bool:
+        return bool(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        path, label = self.samples[i]
+        try:
+            with Image.open(path) as img:
+                return self.transform(img.convert("RGB")), label
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+            return None
+
+    def with_transform(self, transform) -> ImageSet:
+        return ImageSet(self.samples, self.classes, transform)
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor
+    labels: torch.Tensor
+    skipped: int  # corrupt images dropped from this batch
+
+
+def collate_skipping(items) -> Batch:
+    good = [x for x in items if x is not None]
+    skipped = len(items) - len(good)
+    if not good:
+        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), skipped)
+    images = torch.stack([x[0] for x in good])
+    labels = torch.tensor([x[1] for x in good], dtype=torch.long)
+    return Batch(images, labels, skipped)
+
+
+@dataclass
+class DataSplits:
+    train: ImageSet
+    val: ImageSet | None
+    root: Path
+    val_source: str  # "val", "test", "held-out 10% of train", or "none"
+    size: int
+    mean: Sequence[float]
+    std: Sequence[float]
+
+    def calibration_set(self) -> ImageSet:
+        """Training images with the deterministic eval transform (no random crops or flips)."""
+        return self.train.with_transform(eval_transform(self.size, self.mean, self.std))
+
+
+def train_transform(size: int, mean, std):
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
+
+
+def eval_transform(size: int, mean, std):
+    """The ImageNet convention: resize to size/0.875, centre-crop (224 → Resize(256), CenterCrop(224))."""
+    return transforms.Compose(
+        [
+            transforms.Resize(round(size / 0.875), antialias=True),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
+
+
+def open_image_folder(root: str | Path, size: int, mean, std, train: bool = False) -> ImageSet:
+    """One folder of images (class subfolders or flat) as an ImageSet."""
+    root = _checked_dir(root)
+    samples, classes = _scan(root)
+    if not samples:
+        raise UserError(f"no images found in '{root}' (expected {', '.join(sorted(IMAGE_SUFFIXES))} files)")
+    tf = train_transform(size, mean, std) if train else eval_transform(size, mean, std)
+    return ImageSet(samples, classes, tf)
+
+
+def open_data(root: str | Path, size: int, mean, std, seed: int = 0) -> DataSplits:
+    """Train and validation splits of `root` (see module docstring for the layout)."""
+    root = _checked_dir(root)
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    train = open_image_folder(train_dir, size, mean, std, train=True)
+    for name in ("val", "test"):
+        if (root / name).is_dir():
+            val = open_image_folder(root / name, size, mean, std)
+            return DataSplits(train, val, root, name, size, mean, std)
+    samples = list(train.samples)
+    random.Random(seed).shuffle(samples)
+    n_val = len(samples) // 10
+    if n_val == 0:
+        return DataSplits(train, None, root, "none", size, mean, std)
+    val = ImageSet(samples[:n_val], train.classes, eval_transform(size, mean, std))
+    train = ImageSet(samples[n_val:], train.classes, train.transform)
+    return DataSplits(train, val, root, "held-out 10% of train", size, mean, std)
+
+
+def make_loader(dataset: ImageSet, batch_size: int, shuffle: bool, seed: int = 0, workers: int = 1) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        collate_fn=collate_skipping,
+        generator=generator,
+        persistent_workers=False,
+    )
+
+
+def calibration_batches(dataset: ImageSet, count: int, batch_size: int = 32, seed: int = 0) -> list[torch.Tensor]:
+    """A fixed, seeded sample of `count` images with the eval transform, in batches."""
+    picks = list(range(len(dataset)))
+    random.Random(seed).shuffle(picks)
+    images: list[torch.Tensor] = []
+    for i in picks:
+        item = dataset[i]
+        if item is not None:
+            images.append(item[0])
+        if len(images) >= count:
+            break
+    return [torch.stack(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+
+
+def noise_batches(count: int, size: int, batch_size: int = 32, seed: int = 0) -> list[torch.Tensor]:
+    """Seeded standard-normal images: the data-free stand-in for calibration images."""
+    g = torch.Generator().manual_seed(seed)
+    sizes = [min(batch_size, count - i) for i in range(0, count, batch_size)]
+    return [torch.randn(n, 3, size, size, generator=g) for n in sizes]
+
+
+def _checked_dir(root: str | Path) -> Path:
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"data folder '{root}' does not exist")
+    if not root.is_dir():
+        raise UserError(f"data path '{root}' is not a folder (expected an ImageFolder tree)")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise UserError(f"data folder '{root}' is not readable (check its permissions)")
+    return root
+
+
+def _scan(root: Path) -> tuple[list[tuple[Path, int]], list[str]]:
+    """ImageFolder layout if there are class folders with images, else a flat unlabeled folder."""
+    try:
+        class_dirs = sorted(d for d in root.iterdir() if d.is_dir())
+    except PermissionError as exc:
+        raise UserError(f"data folder '{root}' is not readable (check its permissions)") from exc
+    samples: list[tuple[Path, int]] = []
+    classes: list[str] = []
+    for d in class_dirs:
+        files = sorted(f for f in d.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        if files:
+            samples += [(f, len(classes)) for f in files]
+            classes.append(d.name)
+    if samples:
+        return samples, classes
+    flat = sorted(f for f in root.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    return [(f, UNLABELED) for f in flat], []

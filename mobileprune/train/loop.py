@@ -1,0 +1,173 @@
+"""The one retrain/evaluate loop every schedule reuses (torchvision's reference loop, cut to what pruning needs).
+
+Batch-norm layers stay in eval mode while retraining. Small CPU batches give noisy batch statistics,
+and checkpoints with folded batch norm (identity BN, as in quantization-derived weights) would be
+destroyed by re-estimating them. Only weights learn; running statistics stay as trained.
+
+The default optimiser is AdamW at a small learning rate: recovery fine-tuning of a pretrained network
+wants small, per-weight-scaled steps, and SGD with momentum at the usual rates wrecked the folded-BN
+shared MobileNetV2 within a few steps of distilling it onto itself. Distillation losses are in
+`distill.py`. Measurements behind these choices: benchmarks/results/shrink_mobilenet_v2*.json.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from .data import Batch
+from .distill import distillation_loss
+
+
+class StepRegulariser(Protocol):
+    """Something that acts after every optimiser step (sparsity training's proximal step, say)."""
+
+    def zero_grad(self) -> None: ...
+
+    def step(self) -> None: ...
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = "adamw"  # or "sgd" (nesterov momentum)
+    lr: float = 3e-5
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    distill: bool = False
+    temperature: float = 2.0
+    distill_loss: str = "centered"  # or "kl" (plain Hinton KL); see distill.py
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    top1: float
+    top5: float
+    images: int
+
+    def to_json(self) -> dict[str, float]:
+        return {"top1": round(self.top1, 4), "top5": round(self.top5, 4), "images": self.images}
+
+
+class Trainer:
+    """Runs training steps (labels or distillation) and evaluation; counts skipped images."""
+
+    def __init__(
+        self,
+        train_loader: DataLoader,
+        config: TrainConfig,
+        teacher: nn.Module | None = None,
+        device: str = "cpu",
+    ):
+        self.loader = train_loader
+        self.config = config
+        self.teacher = teacher.eval().to(device) if teacher is not None else None
+        self.device = device
+        self.skipped = 0
+        self.steps_done = 0
+        self._batches = self._forever()
+
+    def _forever(self) -> Iterator[Batch]:
+        while True:
+            for batch in self.loader:
+                self.skipped += batch.skipped
+                if batch.images.numel():
+                    yield batch
+
+    def train(
+        self,
+        model: nn.Module,
+        steps: int,
+        tick: Callable[[float], None] | None = None,
+        cosine: bool = False,
+        regulariser: StepRegulariser | None = None,
+    ) -> float:
+        """`steps` optimiser steps on `model`; a new optimiser each call, since pruning replaces weights.
+
+        A sparsity `regulariser` (see prune/sparsity.py) takes its proximal step after every optimiser step.
+        """
+        if steps <= 0:
+            return float("nan")
+        cfg = self.config
+        opt = make_optimizer(model, cfg)
+        model.to(self.device).train()
+        _freeze_batchnorm(model)
+        total = 0.0
+        for step in range(steps):
+            if cosine:
+                for g in opt.param_groups:
+                    g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+            batch = next(self._batches)
+            x = batch.images.to(self.device)
+            logits = model(x)
+            loss = self._loss(logits, x, batch.labels.to(self.device))
+            opt.zero_grad(set_to_none=True)
+            if regulariser:
+                regulariser.zero_grad()
+            loss.backward()
+            opt.step()
+            if regulariser:
+                regulariser.step()
+            total += loss.item()
+            self.steps_done += 1
+            if tick:
+                tick(loss.item())
+        model.eval()
+        return total / steps
+
+    def _loss(self, logits: torch.Tensor, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.teacher is None:
+            if (labels < 0).any():
+                raise ValueError("unlabeled images need distillation (--distill)")
+            return F.cross_entropy(logits, labels)
+        with torch.no_grad():
+            teacher_logits = self.teacher(x)
+        return distillation_loss(logits, teacher_logits, self.config.temperature, self.config.distill_loss)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+        )
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer '{cfg.optimizer}'")
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: str = "cpu",
+    max_batches: int | None = None,
+    tick: Callable[[], None] | None = None,
+) -> Accuracy:
+    """Top-1 / top-5 on labelled images."""
+    model.to(device).eval()
+    correct1 = correct5 = n = 0
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        if batch.images.numel():
+            logits = model(batch.images.to(device))
+            labels = batch.labels.to(device)
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            correct1 += int((top[:, 0] == labels).sum())
+            correct5 += int((top == labels[:, None]).any(dim=1).sum())
+            n += len(labels)
+        if tick:
+            tick()
+    return Accuracy(correct1 / max(n, 1), correct5 / max(n, 1), n)
+
+
+def _freeze_batchnorm(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
