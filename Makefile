@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench-shrink bench-convert bench-speed bench-sweep clean
+.PHONY: demo test test-all lint bench-shrink bench-convert bench-speed bench-sweep bench-data-free clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ bench-speed: $(STAMP)  # run on an otherwise idle machine
 
 bench-sweep: $(STAMP)
 	$(BIN)/python benchmarks/sweep_cifar_mobilenet_v2.py
+
+bench-data-free: $(STAMP)
+	$(BIN)/python benchmarks/data_free_allocation.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

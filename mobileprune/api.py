@@ -11,16 +11,37 @@ speed = bench([open_bench_model("original.tflite"), open_bench_model("bundle/")]
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .artifacts import LoadedModel, check_output_dir, load, load_model, read_report, save_output
 from .bench import BenchConfig, BenchModel, BenchResult, bench_on_phone, open_bench_model
 from .bench import bench as _bench_here
 from .export import convert
+from .models import ModelSpec
+from .models.labels import class_ids
 from .progress import SILENT, Progress
 from .prune.config import ShrinkConfig
 from .prune.pipeline import ShrinkResult, shrink
 from .prune.report import ShrinkReport
 from .sweep import run_sweep as sweep
-from .train.data import open_data, open_image_folder
+from .train.data import DataSplits, ImageSet, open_data, open_image_folder
+
+
+def open_shrink_data(
+    spec: ModelSpec, data: str | Path | None, eval_data: str | Path | None, *, distill: bool, seed: int = 0
+) -> tuple[DataSplits | None, ImageSet | None]:
+    """The training and evaluation images of a shrink run, with class indices matched to the model's.
+
+    Class folders map to the model's class ids where it has them (ImageNet wnids), so evaluation folders
+    may hold any subset of the classes. With `distill` the training labels are not used, so training
+    folders of other classes (CIFAR for an ImageNet model) are fine.
+    """
+    ids = class_ids(spec)
+    splits = None
+    if data is not None:
+        splits = open_data(data, spec.input_size, spec.mean, spec.std, seed, classes=None if distill else ids)
+    evals = open_image_folder(eval_data, spec.input_size, spec.mean, spec.std, classes=ids) if eval_data else None
+    return splits, evals
 
 
 def bench(
@@ -54,6 +75,7 @@ __all__ = [
     "open_bench_model",
     "open_data",
     "open_image_folder",
+    "open_shrink_data",
     "read_report",
     "save_output",
     "shrink",

@@ -32,7 +32,7 @@ class Progress:
 
     def log(self, message: str) -> None:
         if self.console is not None:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, soft_wrap=True)  # log lines: the terminal wraps them
 
     @contextmanager
     def task(self, description: str, total: float) -> Iterator[Task]:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import torch
+
 from .artifacts import LoadedModel
 from .atomic import write_json
 from .errors import UserError
@@ -87,6 +89,7 @@ def run_sweep(
         progress.log(f"[{i}/{len(pairs)}] {criterion} @ {target:g} ...")
         started = time.time()
         point_config = method_config(config, criterion, target)
+        torch.manual_seed(config.seed)  # a random-weight model is built by load(): every point from the same one
         result = shrink_fn(load(), point_config, data, eval_data, progress)
         point = _point(result.report, criterion, target, config.by, time.time() - started)
         write_json(path, point.to_json())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,12 @@ def image_folder(tmp_path) -> Path:
     write_images(root / "val", colours, 8, seed=1)
     (root / "train" / "red" / "broken.jpg").write_bytes(b"not a jpeg at all")
     return root
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one thread per test worker: `make test` runs as many workers as cores, and oversubscribed threads
+    # made the suite slower and its numerics depend on the machine's load
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

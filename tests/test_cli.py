@@ -157,3 +157,23 @@ def test_pretrained_without_internet_is_one_line(run_cli, tmp_path, monkeypatch)
 def test_unknown_distillation_loss_is_refused_before_any_work(run_cli, tmp_path):
     err = _bad(run_cli, tmp_path, "mobilenet_v2", "--distill-loss", "mse", *TINY)
     assert "--distill-loss must be 'centered' or 'kl', not 'mse'" in err
+
+
+def test_a_state_dict_without_arch_has_its_architecture_inferred(run_cli, mnv2_weights, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = run_cli("shrink", mnv2_weights, "--input-size", "32", "--allocation", "uniform")
+    assert res.code == 0, res.err
+    assert "architecture inferred from the checkpoint's keys and shapes: mobilenet_v2 (10 classes)" in res.out
+    report = json.loads((tmp_path / "mnv2.shrunk" / "report.json").read_text())  # named after the input
+    assert report["spec"]["arch"] == "mobilenet_v2" and report["spec"]["num_classes"] == 10
+
+
+def test_an_ambiguous_or_unknown_state_dict_asks_for_arch(run_cli, tmp_path):
+    import timm
+
+    ambiguous = tmp_path / "lite.pth"
+    torch.save(timm.create_model("efficientnet_lite0", num_classes=7).state_dict(), ambiguous)
+    assert "timm:efficientnet_lite0, timm:tf_efficientnet_lite0" in _bad(run_cli, tmp_path, ambiguous)
+    unknown = tmp_path / "odd.pth"
+    torch.save({"w": torch.zeros(3)}, unknown)
+    assert "no architecture mobileprune knows" in _bad(run_cli, tmp_path, unknown)

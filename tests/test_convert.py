@@ -198,3 +198,13 @@ def test_coreml_target_flag_is_checked_before_any_work_and_used(run_cli, tmp_pat
 
     spec = ct.utils.load_spec(str(tmp_path / "c" / result.file))
     assert result.ok and spec.specificationVersion == 8  # iOS17's spec version (iOS16 writes 7)
+
+
+def test_float_check_tolerance_scales_with_large_outputs():
+    """Random-weight networks can reach logits of 1e11, where float32 itself differs by 1e4."""
+    reference = np.eye(4, dtype=np.float32)[[0, 1, 2, 3] * 5] * 1e6
+    real = CheckInputs(np.zeros((20, 3, 8, 8), np.float32), True, "20 real images")
+    verdict, ok = judge("fp32", reference + 50, reference, real)
+    assert ok and "<= 1.0e+02 = 0.0001 x output scale 1e+06" in verdict
+    verdict, ok = judge("fp32", reference + 500, reference, real)
+    assert not ok and "> 1.0e+02" in verdict

@@ -147,3 +147,12 @@ def test_a_truncated_pt2_is_one_clear_error(pickled_module_output, tmp_path):
     pt2.write_bytes((pickled_module_output / "model.pt2").read_bytes()[:5000])
     with pytest.raises(UserError, match="not a complete zip archive"):
         check_pt2(pt2)
+
+
+def test_a_pickled_module_folder_converts_and_benches_but_is_not_pruned_again(pickled_module_output, run_cli, tmp_path):
+    res = run_cli("convert", pickled_module_output, "--to", "onnx", "--out", tmp_path / "b", "--quiet")
+    assert res.code == 0, res.err + res.out
+    res = run_cli("bench", pickled_module_output, "--runs", "2", "--min-seconds", "0", "--warmup", "0", "--quiet")
+    assert res.code == 0, res.err
+    res = run_cli("shrink", pickled_module_output, "--target", "0.8", "--out", tmp_path / "again", "--quiet")
+    assert res.code == 2 and "holds only its exported graph" in res.err and "internal error" not in res.err

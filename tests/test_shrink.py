@@ -34,9 +34,18 @@ def test_every_architecture_shrinks_to_084_without_data(arch):
 def test_sensitivity_allocation_and_macs_target():
     loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 10, "width_mult": 0.5})
     loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": 64})
-    result = shrink(loaded, ShrinkConfig(target=0.6, by="macs", calibration_images=8))
+    result = shrink(loaded, ShrinkConfig(target=0.6, by="macs", allocation="sensitivity", calibration_images=8))
     assert abs(result.report["ratios"]["macs"] - 0.6) <= 0.01
     assert result.report["allocation"]["strategy"].startswith("sensitivity (data-free proxy")
+
+
+def test_without_data_the_default_allocation_is_data_free_magnitude_and_keeps_the_macs():
+    """Sensitivity measured on noise cut random-weight LCNet to 0.17 of its MACs for a 0.84 parameter target."""
+    loaded = load_model("timm:lcnet_050", arch_kwargs={"num_classes": 10}, input_size=64)
+    result = shrink(loaded, ShrinkConfig(target=0.84))
+    assert result.report["allocation"]["strategy"].startswith("magnitude (data-free")
+    assert abs(result.report["achieved"] - 0.84) <= 0.01 and result.report["ratios"]["macs"] > 0.7
+    assert result.report["timings_s"]["allocation_s"] < 5  # no forward passes
 
 
 def _pretrain(model, data, steps=40):
@@ -73,7 +82,7 @@ def test_layerwise_retraining_on_labels_wins_back_accuracy(image_folder):
     data = open_data(image_folder, 32, loaded.spec.mean, loaded.spec.std)
     _pretrain(loaded.model, data)
     config = ShrinkConfig(target=0.3, allocation="uniform", steps_per_layer=2, epochs=10, batch_size=16, workers=0)
-    config.train.optimizer, config.train.lr = "sgd", 0.005
+    config.train.optimizer, config.train.lr = "adamw", 1e-3  # sgd at 0.005 recovered at 2 threads, not at 1
     result = shrink(loaded, config, data)
     acc = result.report["accuracy"]
     assert acc["before"]["top1"] >= 0.9  # red vs blue is learnable
@@ -112,7 +121,7 @@ def test_distillation_pulls_the_pruned_model_back_to_the_teacher(image_folder, d
     config = ShrinkConfig(
         target=0.3, allocation="uniform", schedule="oneshot", epochs=8, distill=True, batch_size=16, workers=0
     )
-    config.train.lr = 1e-3
+    config.train.lr = 3e-3  # 1e-3 for 8 epochs recovered at 2 threads but not at 1
     config.train.distill_loss = distill_loss
     result = shrink(loaded, config, data)
     assert result.report["retraining"]["mode"] == f"distillation from the unpruned model ({distill_loss} loss)"

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from mobileprune import ShrinkConfig, load_model, shrink
 from mobileprune.sweep import SweepPoint, pareto_front, run_sweep
@@ -72,3 +73,20 @@ def test_plot_filters_draws_every_conv_and_counts_dead_filters(run_cli, tmp_path
     assert res.code == 0, res.err
     assert "52 conv layers" in res.out and "3 all-zero" in res.out
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_every_point_of_a_random_weight_sweep_starts_from_the_same_model(tmp_path):
+    """Resuming must give what an uninterrupted sweep gives, so no point may see a differently seeded model."""
+    seen = []
+
+    def record(loaded, config, data, eval_data, progress):
+        seen.append(torch.cat([p.flatten() for p in loaded.model.parameters()]).sum().item())
+        return shrink(loaded, config, data, eval_data, progress)
+
+    def load():
+        return load_model("mobilenet_v2", arch_kwargs={"num_classes": 10, "width_mult": 0.25}, input_size=32)
+
+    config = ShrinkConfig(target=1.0, allocation="uniform", schedule="oneshot", calibration_images=4)
+    torch.manual_seed(123)  # whatever the caller's random state
+    run_sweep(load, [0.9, 0.8], ["l1", "random"], config, tmp_path / "s", shrink_fn=record)
+    assert len(seen) == 4 and len(set(seen)) == 1

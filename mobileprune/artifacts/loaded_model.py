@@ -18,3 +18,4 @@ class LoadedModel:
     weights: str  # "random", "pretrained (library)", or "checkpoint"
     sha256: str | None = None  # of the checkpoint file, when there is one
     plan: ChannelPlan = field(default_factory=ChannelPlan)  # steps already applied (shrunk-again models)
+    notes: list[str] = field(default_factory=list)  # what was decided on the user's behalf (an inferred --arch)

@@ -12,12 +12,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from ..errors import UserError
 from ..models import ZOO, build_model, resolve_spec
+from ..models.infer import infer_architecture
 from ..models.tracing_fixes import make_traceable
-from .checkpoints import load_state, read_checkpoint, sha256_of, spec_for_module, unwrap_state_dict
+from .checkpoints import check_finite, load_state, read_checkpoint, sha256_of, spec_for_module, unwrap_state_dict
 from .loaded_model import LoadedModel
 from .shrink_folder import load_output
 
@@ -37,21 +39,49 @@ def load_model(
     `num_classes` sizes a rebuilt architecture's classifier; `input_size` overrides the spec's input
     size (what the model is traced, measured and exported at).
     """
-    loaded = _load(source, arch, pretrained, trust_pickle, {**(arch_kwargs or {}), **_classes(num_classes)})
-    if input_size is not None:
+    if num_classes is not None and num_classes < 1:
+        raise UserError(f"--num-classes must be at least 1, not {num_classes}")
+    if input_size is not None and not MIN_INPUT <= input_size <= MAX_INPUT:
+        raise UserError(f"--input-size must be between {MIN_INPUT} and {MAX_INPUT} pixels, not {input_size}")
+    classes = {"num_classes": num_classes} if num_classes is not None else {}
+    loaded = _load(source, arch, pretrained, trust_pickle, {**(arch_kwargs or {}), **classes})
+    if input_size is not None and input_size != loaded.spec.input_size:
+        _check_runs_at(loaded, input_size)
         loaded.spec = replace(loaded.spec, input_size=input_size)
     return loaded
 
 
-def _classes(num_classes: int | None) -> dict[str, int]:
-    return {"num_classes": num_classes} if num_classes else {}
+MIN_INPUT, MAX_INPUT = 8, 2048  # pixels; a network's own minimum is checked by running it
+
+
+def _check_runs_at(loaded: LoadedModel, size: int) -> None:
+    """One forward pass at `size`: too small an input fails inside the network, say so in one line."""
+    try:
+        with torch.no_grad():
+            loaded.model.eval()(torch.zeros(1, 3, size, size))
+    except RuntimeError as exc:
+        works = next((s for s in (16, 32, 64, 96, 128, 160, 224) if s > size and _runs(loaded.model, s)), None)
+        hint = f"; it runs at {works}" if works else ""
+        reason = str(exc).strip().splitlines()[0][:120]
+        raise UserError(f"{loaded.spec.arch} cannot run at --input-size {size} ({reason}){hint}") from None
+
+
+def _runs(model: nn.Module, size: int) -> bool:
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+        return True
+    except RuntimeError:
+        return False
 
 
 def _load(source: str | Path, arch: str | None, pretrained: bool, trust_pickle: bool, kwargs: dict) -> LoadedModel:
     text = str(source)
     path = Path(text)
     if path.is_dir():
-        return load_output(path, trust_pickle)
+        loaded = load_output(path, trust_pickle)
+        check_finite(loaded.model, text)
+        return loaded
     if not path.exists() and _is_arch_name(text):
         spec = resolve_spec(text, **kwargs)
         model = build_model(spec, pretrained=pretrained)
@@ -65,15 +95,34 @@ def _load(source: str | Path, arch: str | None, pretrained: bool, trust_pickle: 
     obj = read_checkpoint(path, trust_pickle)
     if isinstance(obj, nn.Module):
         make_traceable(obj)
+        check_finite(obj, text)
         spec = resolve_spec(arch, **kwargs) if arch else spec_for_module(obj, text)
         return LoadedModel(obj.eval(), spec, text, "checkpoint (pickled module)", sha)
     state = unwrap_state_dict(obj, text)
+    notes = []
     if arch is None:
-        raise UserError(f"'{text}' holds a state dict: say which architecture it is with --arch NAME")
+        arch, classes = _infer_arch(state, text)
+        kwargs = {"num_classes": classes, **kwargs}
+        notes.append(f"architecture inferred from the checkpoint's keys and shapes: {arch} ({classes} classes)")
     spec = resolve_spec(arch, **kwargs)
     model = build_model(spec)
     load_state(model, state, text, spec.arch)
-    return LoadedModel(model.eval(), spec, text, "checkpoint", sha)
+    check_finite(model, text)
+    return LoadedModel(model.eval(), spec, text, "checkpoint", sha, notes=notes)
+
+
+def _infer_arch(state: dict, source: str) -> tuple[str, int]:
+    """The one known architecture this state dict fits, or a UserError listing the candidates (or none)."""
+    matches = infer_architecture(state)
+    if len(matches) == 1:
+        return matches[0].arch, matches[0].num_classes
+    if matches:
+        names = ", ".join(m.arch for m in matches)
+        raise UserError(f"'{source}' fits several architectures ({names}): choose one with --arch NAME")
+    raise UserError(
+        f"'{source}' holds a state dict of no architecture mobileprune knows by its keys and shapes: say which "
+        "it is with --arch NAME (a zoo name, timm:<name> or torchvision:<name>)"
+    )
 
 
 def _is_arch_name(text: str) -> bool:

@@ -12,49 +12,63 @@ interrupted run leaves the previous folder (or nothing), never a half-written on
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..atomic import atomic_folder, write_json
+from ..atomic import atomic_folder, prepare_output_dir, write_json
 from ..errors import UserError
 from ..models import ModelSpec, build_model, classifier_module
-from ..prune.plan import PLAN_FORMAT, ChannelPlan
+from ..prune.plan import PLAN_FORMAT, ChannelPlan, PlanError
 from ..prune.report import ShrinkReport
 from .checkpoints import sha256_of
 from .loaded_model import LoadedModel
-from .safe_pt2 import load_exported
+from .safe_pt2 import check_pt2, load_exported
 
 if TYPE_CHECKING:
     from ..prune.pipeline import ShrinkResult
 
 OUTPUT_FILES = ("model.pt2", "model.safetensors", "plan.json", "report.json")
+EXPORTED_ONLY = "shrink output (model.pt2)"  # LoadedModel.weights of a folder made from a pickled module
+
+
+class ExportedModule(torch.nn.Module):
+    """A `torch.export` graph as a module that converters and benchmarks can call `.eval()` on.
+
+    The graph is fixed at export: it has no train mode to switch, and no architecture to prune again.
+    """
+
+    def __init__(self, program: torch.nn.Module):
+        super().__init__()
+        self.program = program
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] == 1 or torch.compiler.is_exporting() or torch.compiler.is_compiling():
+            return self.program(x)  # being exported again: the graph's own batch of 1 must show
+        return torch.cat([self.program(x[i : i + 1]) for i in range(x.shape[0])])  # exported with a batch of 1
+
+    def train(self, mode: bool = True) -> ExportedModule:
+        return self
+
+
+def is_shrink_output(folder: Path) -> bool:
+    """A folder `save_output` wrote: its plan and report, and nothing but the files (and bundle) it writes."""
+    names = {p.name for p in folder.iterdir()}
+    return {"plan.json", "report.json"} <= names and names <= {*OUTPUT_FILES, "bundle"}
 
 
 def check_output_dir(out: str | Path, force: bool = False) -> Path:
-    """Fail before any work if `out` cannot be written or would overwrite something unasked."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out '{out}' exists and is a file; choose a folder path")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise UserError(f"--out '{out}' exists and is not empty; pass --force to replace it")
-    parent = out.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as exc:
-        raise UserError(f"--out '{out}' is not writable ({exc.strerror or exc}); choose another folder") from exc
-    return out
+    """Fail before any work if `out` cannot be written or would overwrite something unasked (see atomic.py)."""
+    return prepare_output_dir(out, force, is_shrink_output, "shrink output (plan.json, report.json, model files)")
 
 
 def save_output(result: ShrinkResult, out: str | Path, force: bool = False) -> Path:
     """Write a `ShrinkResult` to `out` (see module docstring); returns the folder."""
     out = check_output_dir(out, force)
-    with atomic_folder(out) as tmp:
+    with atomic_folder(out, replace=force, is_ours=is_shrink_output) as tmp:
         model = result.model.eval()
         files: dict[str, Any] = {}
         try:
@@ -78,36 +92,75 @@ def load_output(folder: str | Path, trust_pickle: bool = False) -> LoadedModel:
     """Rebuild the pruned model of a `shrink` output folder: arch from spec, replay plan, load weights.
 
     Only a folder made from a pickled module (no architecture to rebuild) reads its `model.pt2`, and
-    only after `safe_pt2` found nothing in it that would run code, unless `trust_pickle`.
+    only after `safe_pt2` found nothing in it that would run code, unless `trust_pickle`. A damaged or
+    tampered file is a `UserError` naming the file and what is wrong with it.
     """
     folder = Path(folder)
-    plan_file = folder / "plan.json"
-    if not plan_file.exists():
-        raise UserError(f"'{folder}' is a folder but not a mobileprune output (no plan.json)")
-    try:
-        data = json.loads(plan_file.read_text())
-        spec = ModelSpec.from_json(data["spec"])
-        plan = ChannelPlan.from_json(data["steps"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"'{plan_file}' is damaged ({type(exc).__name__}: {exc})") from exc
+    spec, plan = read_plan(folder)
     if spec.library == "pickle":  # no architecture to rebuild: the exported program is the model
         exported = folder / "model.pt2"
         if not exported.exists():
             raise UserError(f"'{folder}' came from a pickled module and has no model.pt2 to load")
-        model = load_exported(exported, trust_pickle).module()
-        return LoadedModel(model, spec, str(folder), "shrink output (model.pt2)", sha256_of(exported), plan)
+        model = ExportedModule(load_exported(exported, trust_pickle).module())
+        return LoadedModel(model, spec, str(folder), EXPORTED_ONLY, sha256_of(exported), plan)
     weights = folder / "model.safetensors"
     if not weights.exists():
         raise UserError(f"'{folder}' has no model.safetensors")
     model = build_model(spec)
     example = torch.randn(1, 3, spec.input_size, spec.input_size)
-    plan.replay(model, example, [classifier_module(model, spec)])
-    state = load_file(weights)
+    try:
+        plan.replay(model, example, [classifier_module(model, spec)])
+    except PlanError as exc:
+        raise UserError(f"'{folder / 'plan.json'}' is damaged: {exc}") from None
+    state = read_weights(weights)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise UserError(f"'{weights}' does not fit the replayed plan: {str(exc).splitlines()[0]}") from exc
     return LoadedModel(model.eval(), spec, str(folder), "shrink output", sha256_of(weights), plan)
+
+
+def read_plan(folder: Path) -> tuple[ModelSpec, ChannelPlan]:
+    """plan.json's spec and steps, checked for form and version (not yet against the architecture)."""
+    plan_file = folder / "plan.json"
+    if not plan_file.exists():
+        raise UserError(f"'{folder}' is a folder but not a mobileprune output (no plan.json)")
+    try:
+        data = json.loads(plan_file.read_text())
+        version = data.get("format", 1)
+        if not isinstance(version, int) or version > PLAN_FORMAT:
+            raise UserError(
+                f"'{plan_file}' has plan format {version!r}; this mobileprune reads format {PLAN_FORMAT} and "
+                "older: upgrade mobileprune to load it"
+            )
+        return ModelSpec.from_json(data["spec"]), ChannelPlan.from_json(data["steps"])
+    except UserError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise UserError(f"'{plan_file}' is damaged ({what})") from None
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"'{path}' is damaged ({str(exc).strip()[:160]})") from None
+
+
+def verify_output(folder: str | Path) -> ShrinkReport:
+    """The report of a shrink folder whose every file was read and checked (`info` uses it): the model is
+    rebuilt from plan.json and model.safetensors (or model.pt2's safety checked, for a pickled module)."""
+    folder = Path(folder)
+    report = read_report(folder)
+    spec, _ = read_plan(folder)
+    if spec.library == "pickle":
+        if not (folder / "model.pt2").exists():
+            raise UserError(f"'{folder}' came from a pickled module and has no model.pt2 to load")
+        check_pt2(folder / "model.pt2")
+    else:
+        load_output(folder)
+    return report
 
 
 def load(folder: str | Path) -> torch.nn.Module:

@@ -9,7 +9,7 @@ from rich.console import Console
 from .. import api
 from ..errors import UserError
 from ..export import FORMATS, parse_formats, parse_layout, parse_precisions
-from ..export.convert import check_export_options
+from ..export.convert import check_bundle_dir, check_export_options
 from ..progress import Progress
 from ..reporting.console import print_conversion
 from .app import app
@@ -50,7 +50,7 @@ def convert(
     if calibration_images < 1 or check_images < 1:
         raise UserError("--calibration-images and --check-images must be at least 1")
     check_export_options(wanted, {"coreml_target": coreml_target})
-    api.check_output_dir(out, force)
+    check_bundle_dir(out, force)
     names = read_labels(labels) if labels else None
     loaded = api.load_model(model, **load_args)
     if names and len(names) != loaded.spec.num_classes:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .. import api
+from ..artifacts.shrink_folder import verify_output
 from ..reporting.console import print_report
 from .app import app
 
@@ -18,7 +18,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json.")] = False,
 ) -> None:
     """Show what a shrink run did."""
-    report = api.read_report(folder)
+    report = verify_output(folder)
     if as_json:
         print(json.dumps(report.to_json(), indent=2))
     else:

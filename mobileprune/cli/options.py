@@ -48,7 +48,9 @@ def _shrink_options() -> dict[str, Opt]:
     return {
         "by": Opt(str, "params", f"What the target counts: {_choices(COST_MODELS)}."),
         "criterion": Opt(str, "l1", f"Channel ranking: {_choices(CRITERIA)}."),
-        "allocation": Opt(str, "sensitivity", f"Per-layer amounts: {_choices(ALLOCATIONS)}."),
+        "allocation": Opt(
+            str, "auto", f"Per-layer amounts: {_choices(ALLOCATIONS)}; auto = sensitivity with --data, else magnitude."
+        ),
         "schedule": Opt(str, "layerwise", f"When channels go: {_choices(SCHEDULES)}."),
         "criterion_option": Opt(list[str] | None, None, "KEY=VALUE for the criterion (see `mobileprune plugins`)."),
         "allocation_option": Opt(list[str] | None, None, "KEY=VALUE for the allocation."),
@@ -135,7 +137,7 @@ def shrink_config(
     optimizer: str = "adamw",
     lr: float = 3e-5,
     criterion: str | None = "l1",
-    allocation: str = "sensitivity",
+    allocation: str = "auto",
     schedule: str = "layerwise",
     distill: bool = False,
     **settings: Any,

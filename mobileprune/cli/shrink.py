@@ -23,7 +23,7 @@ def shrink(
     config: ShrinkConfig,
     load_args: dict,
     target: Annotated[str, typer.Option(help="Fraction to keep, in (0, 1].")] = "0.84",
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("shrunk"),
+    out: Annotated[Path | None, typer.Option(help="Output folder [default: MODEL's name + .shrunk].")] = None,
     force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
     data: Annotated[Path | None, typer.Option(help="ImageFolder root (train/ and val/) for retraining.")] = None,
     eval_data: Annotated[Path | None, typer.Option(help="Labelled ImageFolder to measure accuracy on.")] = None,
@@ -37,22 +37,33 @@ def shrink(
     console = Console(quiet=quiet)
     config.target = parse_target(target)
     config.validate()
+    out = out or default_out(model)
     api.check_output_dir(out, force)
     export_formats = formats(export) if export else []
     torch.manual_seed(config.seed)  # random-weight models are built here: same seed, same model, same result
     loaded = api.load_model(model, pretrained=pretrained, **load_args)
     spec = loaded.spec
     progress = Progress(console, bars=not quiet)
+    for note in loaded.notes:
+        progress.log(note)
     if loaded.weights == "random":
         progress.log(
             f"[yellow]{model}: no checkpoint given, using random weights "
             "(sizes and speed are real; accuracy is meaningless)[/yellow]"
         )
-    splits = api.open_data(data, spec.input_size, spec.mean, spec.std, config.seed) if data else None
-    evals = api.open_image_folder(eval_data, spec.input_size, spec.mean, spec.std) if eval_data else None
+    splits, evals = api.open_shrink_data(spec, data, eval_data, distill=config.distill, seed=config.seed)
     result = api.shrink(loaded, config, splits, evals, progress)
     api.save_output(result, out, force=force)
     print_report(result.report, console)
     console.print(f"wrote {out}/ (model.pt2, model.safetensors, plan.json, report.json)", highlight=False)
     if export_formats:
         convert_and_report(api.load_model(str(out)), export_formats, out / "bundle", console, check=True)
+
+
+def default_out(model: str) -> Path:
+    """`mobilenet.pt` → `mobilenet.shrunk/`, `timm:lcnet_100` → `lcnet_100.shrunk/`: one folder per input."""
+    name = Path(model.rstrip("/")).name
+    stem = name.split(":", 1)[-1]
+    if Path(model).is_file():
+        stem = Path(model).stem
+    return Path(f"{stem}.shrunk")

@@ -48,8 +48,7 @@ def sweep(
     for name in names:
         method_config(config, name, config.target).validate()  # an unknown method is refused before any work
     spec = api.load_model(model, **load_args).spec
-    splits = api.open_data(data, spec.input_size, spec.mean, spec.std, config.seed) if data else None
-    evals = api.open_image_folder(eval_data, spec.input_size, spec.mean, spec.std) if eval_data else None
+    splits, evals = api.open_shrink_data(spec, data, eval_data, distill=config.distill, seed=config.seed)
     points = api.sweep(
         lambda: api.load_model(model, **load_args), target_list, names, config, out, splits, evals, Progress(console)
     )

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..artifacts import LoadedModel, check_output_dir
-from ..atomic import atomic_folder, write_json
+from ..artifacts import LoadedModel
+from ..atomic import atomic_folder, prepare_output_dir, write_json
 from ..errors import UserError
 from ..models import ModelSpec
 from ..progress import SILENT, Progress
@@ -26,7 +26,7 @@ from ..reporting.provenance import versions
 from ..train.data import calibration_batches, open_data
 from .base import FORMATS, ExportRequest
 
-TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}  # max |logit diff| against PyTorch
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}  # max |logit diff| against PyTorch, per unit of max(1, max |logit|)
 INT8_AGREEMENT = 0.95  # int8: share of real images whose top-1 class equals PyTorch's
 PRECISIONS = (*TOLERANCE, "int8")
 LAYOUTS = ("nchw", "nhwc")
@@ -91,6 +91,18 @@ def _parse_choices(text: str, what: str, allowed: list[str]) -> list[str]:
     return names
 
 
+def is_bundle(folder: Path) -> bool:
+    """A folder `convert` wrote: metadata.json, labels.txt and model files, nothing else."""
+    names = [p.name for p in folder.iterdir()]
+    ours = all(n in ("metadata.json", "labels.txt") or n.startswith("model.") for n in names)
+    return ours and "metadata.json" in names
+
+
+def check_bundle_dir(out: str | Path, force: bool = False) -> Path:
+    """Fail before any work if `out` cannot be written or would overwrite something unasked (see atomic.py)."""
+    return prepare_output_dir(out, force, is_bundle, "convert bundle (metadata.json and model files)")
+
+
 def check_export_options(formats: list[str], options: dict[str, str]) -> None:
     """Every requested format checks its own options (e.g. Core ML's deployment target) before any work."""
     for name in formats:
@@ -143,7 +155,7 @@ def convert(
     """
     options = {"coreml_target": coreml_target} if coreml_target else {}
     check_export_options(formats, options)
-    out = check_output_dir(out, force)
+    out = check_bundle_dir(out, force)
     model, spec = loaded.model.eval(), loaded.spec
     size = spec.input_size
     example = torch.randn(1, 3, size, size)
@@ -165,7 +177,7 @@ def convert(
     }
     embedded = {"arch": spec.arch, "input": app_input, "classes": spec.num_classes, "labels": labels}
     results: list[FormatResult] = []
-    with atomic_folder(out) as tmp:
+    with atomic_folder(out, replace=force, is_ours=is_bundle) as tmp:
         for name in formats:
             exporter = FORMATS.create(name)
             # requested precisions this format can write; its own default when it can write none of them
@@ -209,6 +221,7 @@ def convert(
                 "check": {
                     "inputs": inputs.description if check else "skipped (--no-check)",
                     "tolerance": TOLERANCE,
+                    "tolerance_scale": "x max(1, max |PyTorch output| on the check inputs)",
                     "int8_top1_agreement": INT8_AGREEMENT,
                 },
                 "versions": {**versions(), **{k: v for n in formats for k, v in FORMATS.create(n).versions().items()}},
@@ -256,10 +269,18 @@ def judge(precision: str, outputs: np.ndarray, reference: np.ndarray, inputs: Ch
     """The verdict line and pass/fail of one file's outputs against PyTorch's."""
     diff = float(np.abs(outputs - reference).max())
     if precision in TOLERANCE:
-        tolerance = TOLERANCE[precision]
+        # relative to the outputs' scale: float32 keeps ~7 digits, so random-weight networks whose logits
+        # reach 1e11 differ by 1e4 in every runtime; below 1 the tolerance stays absolute
+        scale = max(1.0, float(np.abs(reference).max()))
+        tolerance = TOLERANCE[precision] * scale
+        bound = (
+            f"{tolerance:g}"
+            if scale == 1.0
+            else f"{tolerance:.1e} = {TOLERANCE[precision]:g} x output scale {scale:.3g}"
+        )
         if diff <= tolerance:
-            return f"passed (max |diff| {diff:.1e})", True
-        return f"FAILED (max |diff| {diff:.1e} > {tolerance})", False
+            return f"passed (max |diff| {diff:.1e}" + (f" <= {bound})" if scale > 1.0 else ")"), True
+        return f"FAILED (max |diff| {diff:.1e} > {bound})", False
     agreement = float((outputs.argmax(1) == reference.argmax(1)).mean())
     if not inputs.real:  # top-1 on noise says nothing about a quantized model's accuracy
         return f"not checked: needs real images (--data); top-1 agreement {agreement:.2f} on random inputs", True

@@ -25,15 +25,26 @@ class OnnxExporter(Exporter):
         # a batch of two: with one, torch.export may specialise the batch size to 1 (e.g. behind a permute)
         # and then refuses the dynamic batch dimension
         example = request.example.expand(2, *request.example.shape[1:]).contiguous()
-        program = torch.onnx.export(
-            request.model.eval(),
-            (example,),
-            dynamo=True,
-            opset_version=OPSET,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},),
-        )
+        try:
+            program = torch.onnx.export(
+                request.model.eval(),
+                (example,),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},),
+            )
+        except Exception:  # a graph fixed at one image (a model that came as a .pt2): keep its batch of 1
+            program = torch.onnx.export(
+                request.model.eval(),
+                (request.example,),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=["input"],
+                output_names=["logits"],
+            )
+            request.notes.append("fixed batch of 1 (the model's graph does not allow another)")
         program.save(str(path))
         return path
 
@@ -41,4 +52,7 @@ class OnnxExporter(Exporter):
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return session.run(None, {session.get_inputs()[0].name: inputs.astype(np.float32)})[0]
+        spec = session.get_inputs()[0]
+        if spec.shape[0] == 1:  # a fixed batch of one: feed image by image
+            return np.concatenate([session.run(None, {spec.name: x[None].astype(np.float32)})[0] for x in inputs])
+        return session.run(None, {spec.name: inputs.astype(np.float32)})[0]

@@ -14,6 +14,7 @@ from ..errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_1K = "imagenet-1k"
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,31 @@ class ModelSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     classifier: str | None = None  # dotted module name of the final layer (never pruned on its outputs)
     num_classes: int = 1000
+    label_set: str | None = IMAGENET_1K  # whose class ids the outputs are (see labels.py); None: unknown
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelSpec:
+        """A spec from plan.json/report.json; wrong types raise ValueError or TypeError, naming the field."""
         data = dict(data)
-        data["mean"] = tuple(data["mean"])
-        data["std"] = tuple(data["std"])
+        for name in ("mean", "std"):
+            values = tuple(float(v) for v in data[name])
+            if len(values) != 3 or any(v != v for v in values):
+                raise ValueError(f"spec.{name} must be three numbers, not {data[name]!r}")
+            data[name] = values
+        for name in ("input_size", "num_classes"):
+            if not isinstance(data[name], int) or isinstance(data[name], bool) or data[name] < 1:
+                raise ValueError(f"spec.{name} must be a positive whole number, not {data[name]!r}")
+        for name in ("arch", "library", "builder"):
+            if not isinstance(data[name], str):
+                raise ValueError(f"spec.{name} must be a string, not {data[name]!r}")
+        if not isinstance(data.get("kwargs", {}), dict):
+            raise ValueError(f"spec.kwargs must be a mapping, not {data['kwargs']!r}")
+        if "label_set" not in data:  # written before specs named their classes: library ImageNet models did
+            imagenet = data["library"] in ("timm", "torchvision") and data["num_classes"] == 1000
+            data["label_set"] = IMAGENET_1K if imagenet else None
         return cls(**data)
 
 
@@ -66,7 +83,11 @@ def resolve_spec(arch: str, **kwargs: Any) -> ModelSpec:
         known = ", ".join(sorted(ZOO))
         raise UserError(f"unknown architecture '{arch}': use one of {known}, or timm:<name> / torchvision:<name>")
     if "num_classes" in kwargs:
-        base = replace(base, num_classes=int(kwargs["num_classes"]))
+        classes = int(kwargs["num_classes"])
+        if classes < 1:
+            raise UserError(f"--num-classes must be at least 1, not {classes}")
+        label_set = base.label_set if classes == base.num_classes else None  # a new head: its classes are the user's
+        base = replace(base, num_classes=classes, label_set=label_set)
     return replace(base, kwargs={**base.kwargs, **kwargs})
 
 
@@ -87,6 +108,7 @@ def _timm_spec(arch: str, name: str) -> ModelSpec:
         std=tuple(cfg.std),
         classifier=cfg.classifier if isinstance(cfg.classifier, str) else None,
         num_classes=int(cfg.num_classes or 1000),
+        label_set=IMAGENET_1K if int(cfg.num_classes or 1000) == 1000 else None,
     )
 
 

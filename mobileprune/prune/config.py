@@ -18,13 +18,15 @@ from .cost import COST_MODELS
 from .criteria import CRITERIA
 from .schedules import SCHEDULES
 
+AUTO = "auto"
+
 
 @dataclass
 class ShrinkConfig:
     target: float
     by: str = "params"  # a cost model: params, macs
     criterion: str = "l1"
-    allocation: str = "sensitivity"
+    allocation: str = "auto"  # sensitivity with images, magnitude without (see allocation_name)
     schedule: str = "layerwise"
     round_to: int = 8
     steps_per_layer: int = 50
@@ -62,7 +64,10 @@ class ShrinkConfig:
             )
         # building each plug-in once checks its name and options (each raises a one-line UserError)
         criterion = self.make_criterion()
-        self.make_allocation()
+        if self.allocation != AUTO:
+            self.make_allocation()
+        elif self.allocation_options:
+            raise UserError("--allocation-option needs a named --allocation, not auto")
         self.make_schedule()
         if criterion.sparsity_training == "required" and self.sparsity_train <= 0:
             raise UserError(
@@ -73,8 +78,15 @@ class ShrinkConfig:
     def make_criterion(self):
         return CRITERIA.create(self.criterion, offered={"seed": self.seed}, **self.criterion_options)
 
-    def make_allocation(self):
-        return ALLOCATIONS.create(self.allocation, offered={"seed": self.seed}, **self.allocation_options)
+    def allocation_name(self, has_data: bool = True) -> str:
+        """`auto` is sensitivity when there are images to measure on, magnitude (data-free) when not."""
+        if self.allocation != AUTO:
+            return self.allocation
+        return "sensitivity" if has_data else "magnitude"
+
+    def make_allocation(self, has_data: bool = True):
+        name = self.allocation_name(has_data)
+        return ALLOCATIONS.create(name, offered={"seed": self.seed}, **self.allocation_options)
 
     def make_schedule(self):
         return SCHEDULES.create(self.schedule, offered={"seed": self.seed}, **self.schedule_options)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn as nn
 
+from ..artifacts.shrink_folder import EXPORTED_ONLY
 from ..errors import UserError
 from ..models import ModelSpec, classifier_module
 from ..progress import SILENT, Progress
@@ -24,7 +25,7 @@ from ..train.data import DataSplits, ImageSet, calibration_batches, make_loader,
 from ..train.loop import Accuracy, Trainer, evaluate
 from ..version import __version__
 from .allocate import Allocation, AllocationInputs, allocate
-from .config import ShrinkConfig
+from .config import AUTO, ShrinkConfig
 from .cost import COST_MODELS, Cost, CostModel, LayerCosts, count_cost
 from .criteria import CalibrationData, Criterion
 from .graph import PruningGraph
@@ -106,10 +107,25 @@ def start(
     loaded: LoadedModel, config: ShrinkConfig, data: DataSplits | None, eval_data: ImageSet | None, progress: Progress
 ) -> ShrinkRun:
     """Check the inputs against each other, seed, and pick the images accuracy is measured on."""
+    if loaded.weights == EXPORTED_ONLY:
+        raise UserError(
+            f"'{loaded.source}' was made from a pickled module and holds only its exported graph, which cannot be "
+            "pruned again: shrink the original module (with --trust-pickle) to the lower target instead"
+        )
     if config.distill and data is None:
         raise UserError("--distill needs images: pass --data DIR (labels are not needed)")
     if data is not None and not data.train.labeled and not config.distill:
         raise UserError(f"'{data.root}' has no class folders, so no labels: add --distill to learn from them")
+    if (
+        data is not None
+        and data.train.labeled
+        and not config.distill
+        and len(data.train.classes) > loaded.spec.num_classes
+    ):
+        raise UserError(
+            f"'{data.root}' has {len(data.train.classes)} classes, the model predicts {loaded.spec.num_classes}: "
+            "pass --num-classes with the number of classes it was trained on, or --distill to ignore the labels"
+        )
     torch.manual_seed(config.seed)
     size = loaded.spec.input_size
     run = ShrinkRun(loaded, config, data, progress, torch.randn(1, 3, size, size))
@@ -190,7 +206,9 @@ def allocate_channels(run: ShrinkRun) -> None:
     if schedule.decides_amounts:  # greedy measures where to cut at every step
         run.allocation = Allocation({}, run.cost.baseline(), 1.0, f"{schedule.name} (measured at every step)")
     else:
-        strategy = config.make_allocation()
+        strategy = config.make_allocation(has_data=not data_free)
+        if config.allocation == AUTO and data_free:
+            run.progress.log("no --data: allocating by weight magnitude (sensitivity measured on noise misleads)")
         strategy.prepare(
             AllocationInputs(run.model, run.graph, run.criterion, batches, source, data_free, run.progress)
         )

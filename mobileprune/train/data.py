@@ -3,7 +3,13 @@
 `DIR` is an ImageFolder tree (`DIR/train/<class>/*.jpg`, `DIR/val/...`; `test` is accepted for `val`,
 and without either a fixed 10% of train is held out). A folder of images without class folders is read
 as unlabeled: enough for distillation and calibration. Images are resized to the model's input size, so
-32×32 CIFAR images feed a 224-px ImageNet model. A corrupt image is skipped and counted, never a crash.
+32×32 CIFAR images feed a 224-px ImageNet model. A corrupt image is skipped and counted, never a crash;
+a folder where no image at all can be read is one clear error.
+
+Class indices: one mapping for every split, decided before any work. With the model's class ids
+(`classes`, e.g. ImageNet wnids) each class folder maps to its id's position, so a folder may hold any
+subset of the classes; without them the training split's sorted class folders (empty ones included,
+as torchvision's ImageFolder counts them) define the indices and the other splits map by name into it.
 """
 
 from __future__ import annotations
@@ -44,12 +50,23 @@ class ImageSet(Dataset):
         path, label = self.samples[i]
         try:
             with Image.open(path) as img:
-                return self.transform(img.convert("RGB")), label
+                return self.transform(to_rgb(img)), label
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
             return None
 
     def with_transform(self, transform) -> ImageSet:
         return ImageSet(self.samples, self.classes, transform)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB; 16-bit and float greyscale are scaled down first (PIL's convert would clip them to white)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        import numpy as np
+
+        pixels = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(pixels / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    return img.convert("RGB")
 
 
 @dataclass
@@ -107,24 +124,30 @@ def eval_transform(size: int, mean, std):
     )
 
 
-def open_image_folder(root: str | Path, size: int, mean, std, train: bool = False) -> ImageSet:
-    """One folder of images (class subfolders or flat) as an ImageSet."""
+def open_image_folder(
+    root: str | Path, size: int, mean, std, train: bool = False, classes: Sequence[str] | None = None
+) -> ImageSet:
+    """One folder of images (class subfolders or flat) as an ImageSet; `classes` fixes the index mapping."""
     root = _checked_dir(root)
-    samples, classes = _scan(root)
+    samples, classes = _scan(root, classes)
     if not samples:
         raise UserError(f"no images found in '{root}' (expected {', '.join(sorted(IMAGE_SUFFIXES))} files)")
     tf = train_transform(size, mean, std) if train else eval_transform(size, mean, std)
     return ImageSet(samples, classes, tf)
 
 
-def open_data(root: str | Path, size: int, mean, std, seed: int = 0) -> DataSplits:
-    """Train and validation splits of `root` (see module docstring for the layout)."""
+def open_data(
+    root: str | Path, size: int, mean, std, seed: int = 0, classes: Sequence[str] | None = None
+) -> DataSplits:
+    """Train and validation splits of `root` (see module docstring for the layout and class indices)."""
     root = _checked_dir(root)
     train_dir = root / "train" if (root / "train").is_dir() else root
-    train = open_image_folder(train_dir, size, mean, std, train=True)
+    train = open_image_folder(train_dir, size, mean, std, train=True, classes=classes)
     for name in ("val", "test"):
         if (root / name).is_dir():
-            val = open_image_folder(root / name, size, mean, std)
+            val = open_image_folder(root / name, size, mean, std, classes=train.classes or classes)
+            if val.labeled and not train.labeled:
+                raise UserError(f"'{train_dir}' has no class folders but '{root / name}' has: label both or neither")
             return DataSplits(train, val, root, name, size, mean, std)
     samples = list(train.samples)
     random.Random(seed).shuffle(samples)
@@ -160,6 +183,8 @@ def calibration_batches(dataset: ImageSet, count: int, batch_size: int = 32, see
             images.append(item[0])
         if len(images) >= count:
             break
+    if not images:
+        raise UserError(f"none of the {len(dataset)} images could be read (all corrupt or unsupported?)")
     return [torch.stack(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
 
 
@@ -181,20 +206,38 @@ def _checked_dir(root: str | Path) -> Path:
     return root
 
 
-def _scan(root: Path) -> tuple[list[tuple[Path, int]], list[str]]:
+def _scan(root: Path, classes: Sequence[str] | None = None) -> tuple[list[tuple[Path, int]], list[str]]:
     """ImageFolder layout if there are class folders with images, else a flat unlabeled folder."""
     try:
-        class_dirs = sorted(d for d in root.iterdir() if d.is_dir())
+        folders = _class_folders(root)
     except PermissionError as exc:
         raise UserError(f"data folder '{root}' is not readable (check its permissions)") from exc
-    samples: list[tuple[Path, int]] = []
-    classes: list[str] = []
-    for d in class_dirs:
-        files = sorted(f for f in d.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-        if files:
-            samples += [(f, len(classes)) for f in files]
-            classes.append(d.name)
-    if samples:
-        return samples, classes
+    files = {d.name: sorted(f for f in d.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) for d in folders}
+    if any(files.values()):
+        names = list(classes) if classes else sorted(files)
+        index = {name: i for i, name in enumerate(names)}
+        unknown = sorted(n for n, found in files.items() if found and n not in index)
+        if unknown:
+            known = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            raise UserError(
+                f"class folder '{root / unknown[0]}' is not one of the model's {len(names)} classes ({known}); "
+                f"{len(unknown)} unknown folder(s): name class folders by the model's class ids"
+            )
+        samples = [(f, index[name]) for name in sorted(files) for f in files[name]]
+        return samples, names
     flat = sorted(f for f in root.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
     return [(f, UNLABELED) for f in flat], []
+
+
+def _class_folders(root: Path) -> list[Path]:
+    """Subfolders of `root`; a symlink to a folder already listed (or to an ancestor: a loop) is skipped."""
+    seen: dict[Path, Path] = {}
+    ancestors = {root.resolve(), *root.resolve().parents}
+    for d in sorted(root.iterdir(), key=lambda d: (d.is_symlink(), d.name)):  # real folders win
+        if not d.is_dir():
+            continue
+        real = d.resolve()
+        if real in ancestors or real in seen:
+            continue
+        seen[real] = d
+    return sorted(seen.values())

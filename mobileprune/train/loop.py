@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from ..errors import UserError
 from .data import Batch
 from .distill import distillation_loss
 
@@ -75,10 +76,16 @@ class Trainer:
 
     def _forever(self) -> Iterator[Batch]:
         while True:
+            readable = False
             for batch in self.loader:
                 self.skipped += batch.skipped
                 if batch.images.numel():
+                    readable = True
                     yield batch
+            if not readable:  # a whole pass without one image: another pass would not find one either
+                raise UserError(
+                    f"none of the {len(self.loader.dataset)} training images could be read (corrupt or unsupported?)"
+                )
 
     def train(
         self,
@@ -164,6 +171,8 @@ def evaluate(
             n += len(labels)
         if tick:
             tick()
+    if n == 0 and max_batches is None:
+        raise UserError(f"none of the {len(loader.dataset)} evaluation images could be read")
     return Accuracy(correct1 / max(n, 1), correct5 / max(n, 1), n)
 
 

@@ -1,0 +1,179 @@
+"""Reconstruction: after pruning, re-fit each consumer's remaining weights so its output matches the original.
+
+When a conv (or linear) loses input channels, what those channels contributed is gone; much of it can be
+re-expressed through the channels that remain, because activations are correlated. Layer by layer in
+network order (ThiNet, Luo et al. 2017; He et al. 2017), each consumer's weights W and bias b are re-fit by
+ridge-regularised least squares on calibration images:
+
+    min_W  ||W X_pruned + b - Y_original||²  +  λ ||W - W_now||²
+
+with X_pruned the layer's inputs in the pruned network (so errors of earlier layers are corrected too) and
+Y_original the same layer's outputs in the unpruned one. The ridge pulls towards the current weights, so the
+fit can only lower the calibration error, and changes nothing where nothing was removed. No labels, no
+backpropagation: one forward pass per re-fitted layer, stopped right after that layer.
+
+Only dense consumers are re-fitted (1×1 and full convs, linears); depthwise convs have one input channel
+per output and lose their outputs along with their inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .graph import PruningGraph, is_depthwise
+
+
+@dataclass(frozen=True)
+class LayerFit:
+    layer: str
+    error_before: float  # relative squared error of the layer's output on the calibration samples
+    error_after: float
+
+    def to_json(self) -> dict:
+        return {
+            "layer": self.layer,
+            "error_before": round(self.error_before, 5),
+            "error_after": round(self.error_after, 5),
+        }
+
+
+class _Stop(Exception):
+    """Raised inside a forward hook: the rest of the network is not needed for this layer."""
+
+
+def consumers(graph: PruningGraph, groups: Sequence[str]) -> list[str]:
+    """Dense layers that read the channels of `groups`, in network order."""
+    names = set()
+    for name in groups:
+        for member in graph.group(name).members:
+            module = graph.model.get_submodule(member.module)
+            if member.side == "in" and _refittable(module):
+                names.add(member.module)
+    order = {n: i for i, (n, _) in enumerate(graph.model.named_modules())}
+    return sorted(names, key=order.__getitem__)
+
+
+def _refittable(module: nn.Module) -> bool:
+    if isinstance(module, nn.Linear):
+        return True
+    return isinstance(module, nn.Conv2d) and module.groups == 1 and not is_depthwise(module)
+
+
+@torch.no_grad()
+def reconstruct(
+    pruned: nn.Module,
+    original: nn.Module,
+    layers: Sequence[str],
+    batches: Sequence[torch.Tensor],
+    positions: int = 16,
+    ridge: float = 1e-3,
+    progress: Callable[[], None] | None = None,
+) -> list[LayerFit]:
+    """Re-fit `layers` of `pruned` (in order) to reproduce `original`'s outputs on `batches`."""
+    pruned.eval()
+    original.eval()
+    picks, targets = _original_outputs(original, layers, batches, positions)
+    fits = []
+    for name in layers:
+        inputs = [_inputs_at(pruned, name, x, picks[name][b]) for b, x in enumerate(batches)]
+        fits.append(_refit(name, pruned.get_submodule(name), torch.cat(inputs), targets[name], ridge))
+        if progress:
+            progress()
+    return fits
+
+
+def _original_outputs(original: nn.Module, layers: Sequence[str], batches: Sequence[torch.Tensor], positions: int):
+    """Every layer's sampled outputs in the original network, one forward pass per batch for all of them."""
+    generator = torch.Generator().manual_seed(0)
+    picks: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    rows: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+
+    def make_hook(name: str):
+        def hook(module, args, y):
+            if isinstance(module, nn.Linear):
+                picks[name].append(torch.arange(y.shape[0]))
+                rows[name].append(y.reshape(-1, y.shape[-1]).double())
+                return
+            n, c, h, w = y.shape
+            count = min(positions, h * w)
+            pick = torch.stack([torch.randperm(h * w, generator=generator)[:count] for _ in range(n)])
+            picks[name].append(pick)
+            flat = y.reshape(n, c, h * w)
+            rows[name].append(
+                torch.gather(flat, 2, pick[:, None, :].expand(n, c, count)).permute(0, 2, 1).reshape(-1, c).double()
+            )
+
+        return hook
+
+    handles = [original.get_submodule(name).register_forward_hook(make_hook(name)) for name in layers]
+    try:
+        for x in batches:
+            original(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return picks, {name: torch.cat(rows[name]) for name in layers}
+
+
+def _capture(model: nn.Module, name: str, x: torch.Tensor) -> tuple[torch.Tensor, nn.Module]:
+    """The input of layer `name` for input `x`; the forward stops right there."""
+    layer = model.get_submodule(name)
+    seen: list[torch.Tensor] = []
+
+    def hook(module, args):
+        seen.append(args[0])
+        raise _Stop
+
+    handle = layer.register_forward_pre_hook(hook)
+    try:
+        model(x)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    return seen[0], layer
+
+
+def _inputs_at(pruned, name, x, pick) -> torch.Tensor:
+    """The pruned layer's inputs at the sampled output positions (samples × in features·kernel)."""
+    inp, layer = _capture(pruned, name, x)
+    if isinstance(layer, nn.Linear):
+        return inp.reshape(-1, inp.shape[-1]).double()
+    cols = F.unfold(inp, layer.kernel_size, layer.dilation, layer.padding, layer.stride)  # n × (c·k) × positions
+    n, features, _ = cols.shape
+    count = pick.shape[1]
+    return (
+        torch.gather(cols, 2, pick[:, None, :].expand(n, features, count))
+        .permute(0, 2, 1)
+        .reshape(-1, features)
+        .double()
+    )
+
+
+def _refit(name: str, layer: nn.Module, x: torch.Tensor, y: torch.Tensor, ridge: float) -> LayerFit:
+    """Ridge least squares towards the current weights; bias included as a constant input feature."""
+    weight = layer.weight.detach().reshape(layer.weight.shape[0], -1).double()  # out × in·k
+    bias = layer.bias.detach().double() if layer.bias is not None else None
+    ones = torch.ones(x.shape[0], 1, dtype=x.dtype)
+    design = torch.cat([x, ones], 1) if bias is not None else x
+    current = torch.cat([weight, bias[:, None]], 1) if bias is not None else weight
+    residual = y - design @ current.T
+    gram = design.T @ design
+    scale = float(gram.diagonal().mean()) or 1.0
+    gram += ridge * scale * torch.eye(gram.shape[0], dtype=gram.dtype)
+    delta = torch.linalg.solve(gram, design.T @ residual).T  # out × features
+    fitted = current + delta
+    before = float(residual.pow(2).sum() / y.pow(2).sum().clamp_min(1e-12))
+    after = float((y - design @ fitted.T).pow(2).sum() / y.pow(2).sum().clamp_min(1e-12))
+    if after > before:  # numerically impossible with the ridge towards the current weights; keep them if it happens
+        return LayerFit(name, before, before)
+    new_weight = fitted[:, : weight.shape[1]] if bias is not None else fitted
+    layer.weight.copy_(new_weight.reshape(layer.weight.shape).to(layer.weight.dtype))
+    if bias is not None:
+        layer.bias.copy_(fitted[:, -1].to(layer.bias.dtype))
+    return LayerFit(name, before, after)
