@@ -129,3 +129,21 @@ def test_a_damaged_output_folder_names_the_file(run_cli, tmp_path, damage):
             continue  # shrink and convert rebuild from plan.json and the weights; the report is only read by info
         assert expected in _one_line(run_cli(*args)), args
     assert not (tmp_path / "o").exists() and not (tmp_path / "b").exists()
+
+
+def test_eval_data_with_a_class_subset_matches_by_name_and_refuses_unknown_names(run_cli, tmp_path):
+    from conftest import write_images
+
+    from mobileprune.models import resolve_spec
+    from mobileprune.models.labels import class_ids
+
+    ids = class_ids(resolve_spec("mobilenet_v2"))
+    write_images(tmp_path / "eval", {ids[3]: (200, 0, 0), ids[500]: (0, 0, 200)}, 2)
+    common = ["mobilenet_v2", "--input-size", "32", "--allocation", "uniform", "--quiet"]
+    res = run_cli("shrink", *common, "--eval-data", tmp_path / "eval", "--out", tmp_path / "o", "--target", "0.9")
+    assert res.code == 0, res.err
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["accuracy"]["before"]["images"] == 4  # two classes of the model's 1000, found by wnid
+    write_images(tmp_path / "eval", {"n99999999": (0, 200, 0)}, 1)
+    res = run_cli("shrink", *common, "--eval-data", tmp_path / "eval", "--out", tmp_path / "p", "--target", "0.9")
+    assert "n99999999' is not one of the model's 1000 classes" in _one_line(res) and not (tmp_path / "p").exists()

@@ -81,7 +81,9 @@ def test_layerwise_retraining_on_labels_wins_back_accuracy(image_folder):
     loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": 32})
     data = open_data(image_folder, 32, loaded.spec.mean, loaded.spec.std)
     _pretrain(loaded.model, data)
-    config = ShrinkConfig(target=0.3, allocation="uniform", steps_per_layer=2, epochs=10, batch_size=16, workers=0)
+    config = ShrinkConfig(
+        target=0.3, allocation="uniform", schedule="layerwise", steps_per_layer=2, epochs=10, batch_size=16, workers=0
+    )
     config.train.optimizer, config.train.lr = "adamw", 1e-3  # sgd at 0.005 recovered at 2 threads, not at 1
     result = shrink(loaded, config, data)
     acc = result.report["accuracy"]

@@ -51,7 +51,7 @@ def _shrink_options() -> dict[str, Opt]:
         "allocation": Opt(
             str, "auto", f"Per-layer amounts: {_choices(ALLOCATIONS)}; auto = sensitivity with --data, else magnitude."
         ),
-        "schedule": Opt(str, "layerwise", f"When channels go: {_choices(SCHEDULES)}."),
+        "schedule": Opt(str, "oneshot", f"When channels go: {_choices(SCHEDULES)}."),
         "criterion_option": Opt(list[str] | None, None, "KEY=VALUE for the criterion (see `mobileprune plugins`)."),
         "allocation_option": Opt(list[str] | None, None, "KEY=VALUE for the allocation."),
         "schedule_option": Opt(list[str] | None, None, "KEY=VALUE for the schedule."),
@@ -69,10 +69,22 @@ def _shrink_options() -> dict[str, Opt]:
             str, "centered", f"{' or '.join(DISTILL_LOSSES)} (centered suits images unlike the training data)."
         ),
         "temperature": Opt(float, 2.0, "Distillation temperature."),
+        "mixup": Opt(float, 0.0, "Mix image pairs while retraining, Beta(a, a); 0 = off."),
+        "label_weight": Opt(float, 0.0, "With --distill and labelled images: add this times the label loss."),
+        "crop_scale": Opt(float, 0.5, "Retraining crops keep at least this share of each image."),
+        "feature_weight": Opt(float, 0.0, "With --distill: add this times the loss on every layer's output."),
         "optimizer": Opt(str, "adamw", "adamw or sgd (nesterov, momentum 0.9)."),
         "lr": Opt(float, 3e-5, "Retraining learning rate."),
         "batch_size": Opt(int, 32, "Batch size for retraining and evaluation."),
         "calibration_images": Opt(int, 32, "Images for sensitivity measurement and data criteria."),
+        "reconstruct": Opt(
+            bool,
+            True,
+            "With --data: re-fit every dense layer to the unpruned outputs (least squares).",
+            "--reconstruct/--no-reconstruct",
+        ),
+        "reconstruct_images": Opt(int, 256, "Images the reconstruction fits on."),
+        "rounds": Opt(int, 1, "Allocate and prune in this many rounds, re-measuring in between (NetAdapt-style)."),
         "device": Opt(str, "cpu", "cpu or cuda."),
         "seed": Opt(int, 0, "Seed of random weights, data order and random criteria."),
     }
@@ -134,11 +146,15 @@ def shrink_config(
     ucb_pulls: float | None = None,
     distill_loss: str = "centered",
     temperature: float = 2.0,
+    mixup: float = 0.0,
+    label_weight: float = 0.0,
+    crop_scale: float = 0.5,
+    feature_weight: float = 0.0,
     optimizer: str = "adamw",
     lr: float = 3e-5,
     criterion: str | None = "l1",
     allocation: str = "auto",
-    schedule: str = "layerwise",
+    schedule: str = "oneshot",
     distill: bool = False,
     **settings: Any,
 ) -> ShrinkConfig:
@@ -156,7 +172,17 @@ def shrink_config(
         criterion_options.setdefault("pulls_per_channel", ucb_pulls)
     if max_layer_ratio is not None and _declares(ALLOCATIONS, allocation, "max_fraction"):
         allocation_options.setdefault("max_fraction", max_layer_ratio)
-    train = TrainConfig(optimizer=optimizer, lr=lr, distill=distill, temperature=temperature, distill_loss=distill_loss)
+    train = TrainConfig(
+        optimizer=optimizer,
+        lr=lr,
+        distill=distill,
+        temperature=temperature,
+        distill_loss=distill_loss,
+        mixup=mixup,
+        label_weight=label_weight,
+        crop_scale=crop_scale,
+        feature_weight=feature_weight,
+    )
     return ShrinkConfig(
         target=1.0,
         criterion=criterion or "l1",

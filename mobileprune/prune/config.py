@@ -27,7 +27,7 @@ class ShrinkConfig:
     by: str = "params"  # a cost model: params, macs
     criterion: str = "l1"
     allocation: str = "auto"  # sensitivity with images, magnitude without (see allocation_name)
-    schedule: str = "layerwise"
+    schedule: str = "oneshot"  # reconstruction does per-layer repair for free; layerwise costs steps x layers
     round_to: int = 8
     steps_per_layer: int = 50
     epochs: float = 0.0
@@ -36,6 +36,9 @@ class ShrinkConfig:
     sparsity_train: float = 0.0  # epochs of sparsity training before pruning (bn: L1 on BN scales; sss: gates)
     l1_gamma: float = 1e-4
     calibration_images: int = 32
+    reconstruct: bool = True  # with images: re-fit every dense layer to the unpruned outputs after pruning
+    reconstruct_images: int = 256
+    rounds: int = 1  # allocate and prune in this many steps, re-measuring in between (NetAdapt-style)
     eval_batches: int = 4  # quick evaluation after each layer (layerwise schedule)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
@@ -56,6 +59,12 @@ class ShrinkConfig:
         if self.train.distill_loss not in DISTILL_LOSSES:
             choices = " or ".join(f"'{k}'" for k in DISTILL_LOSSES)
             raise UserError(f"--distill-loss must be {choices}, not '{self.train.distill_loss}'")
+        if min(self.train.mixup, self.train.label_weight, self.train.feature_weight) < 0:
+            raise UserError("--mixup, --label-weight and --feature-weight must not be negative")
+        if not 0 < self.train.crop_scale <= 1:
+            raise UserError(f"--crop-scale must be in (0, 1], not {self.train.crop_scale}")
+        if self.rounds < 1 or self.reconstruct_images < 1:
+            raise UserError("--rounds and --reconstruct-images must be at least 1")
         if self.round_to < 1:
             raise UserError(f"--round-to must be at least 1, not {self.round_to}")
         if self.batch_size < 1 or self.calibration_images < 1 or self.steps_per_layer < 0 or self.epochs < 0:

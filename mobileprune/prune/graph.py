@@ -92,6 +92,7 @@ class PruningGraph:
         self.groups: list[ChannelGroup] = self._collect_groups()
         self._by_name = {g.name: g for g in self.groups}
         self._origin = {g.name: list(range(g.channels)) for g in self.groups}
+        self._kept_outputs: dict[str, list[int]] = {}  # per edited module: original indices of its outputs
 
     # --- queries -------------------------------------------------------------------------------
     def group(self, name: str) -> ChannelGroup:
@@ -135,10 +136,15 @@ class PruningGraph:
         group = self.tp_group(name, removed)
         if not self.dg.check_pruning_group(group):
             raise ValueError(f"torch-pruning refused to prune {name} at {list(idxs)[:8]}")
+        record_kept_outputs(group, self.dg, self._names, self._kept_outputs)
         group.prune()
         if name in self._origin:
             gone = set(removed)
             self._origin[name] = [o for i, o in enumerate(self._origin[name]) if i not in gone]
+
+    def kept_outputs(self, layer: str) -> list[int] | None:
+        """Original indices of `layer`'s current output channels; None if prunes through this graph kept all."""
+        return self._kept_outputs.get(layer)
 
     # --- construction --------------------------------------------------------------------------
     def _collect_groups(self) -> list[ChannelGroup]:
@@ -205,6 +211,30 @@ class PruningGraph:
             if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
                 candidates.append(m.module)
         return min(candidates, key=order.__getitem__) if candidates else None
+
+
+def record_kept_outputs(group, dg, names: dict[nn.Module, str], kept_outputs: dict[str, list[int]]) -> None:
+    """Before `group.prune()`: update, per layer whose outputs the group removes, the original indices it keeps.
+
+    Reconstruction needs them: a layer that lost outputs must be fitted to those outputs of the original.
+    """
+    done = set()
+    for item in group:
+        module = item.dep.target.module
+        if not dg.is_out_channel_pruning_fn(item.dep.handler) or module not in names or names[module] in done:
+            continue
+        layer = names[module]
+        done.add(layer)
+        gone = {int(i) for i in item.idxs}
+        kept = kept_outputs.get(layer) or list(range(_out_channels(module)))
+        kept_outputs[layer] = [k for i, k in enumerate(kept) if i not in gone]
+
+
+def _out_channels(module: nn.Module) -> int:
+    for attr in ("out_channels", "out_features", "num_features", "num_channels", "num_parameters"):
+        if hasattr(module, attr):
+            return int(getattr(module, attr))
+    return int(next(module.parameters(recurse=False)).shape[0])
 
 
 def _untraceable_message(exc: BaseException) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,8 @@ from .cost import COST_MODELS, Cost, CostModel, LayerCosts, count_cost
 from .criteria import CalibrationData, Criterion
 from .graph import PruningGraph
 from .plan import ChannelPlan
-from .report import AccuracyReport, ShrinkReport
+from .recover import fine_tune, prepare_recovery, reconstruct_layers, sparsity_train
+from .report import AccuracyReport, ShrinkReport, layer_changes, layer_shapes
 from .schedules import ScheduleContext
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ class ShrinkResult:
     plan: ChannelPlan
     report: ShrinkReport
     example_input: torch.Tensor
+    kept_outputs: dict[str, list[int]] = field(default_factory=dict)  # per edited layer: original output indices
 
 
 @dataclass
@@ -70,9 +73,17 @@ class ShrinkRun:
     criterion: Criterion | None = None
     calibration: CalibrationData | None = None
     allocation: Allocation | None = None
+    round_target: float = 1.0
     teacher: nn.Module | None = None
     trainer: Trainer | None = None
     plan: ChannelPlan = field(default_factory=ChannelPlan)
+    batches: list[torch.Tensor] = field(default_factory=list)  # calibration inputs
+    source: str = ""  # what the calibration inputs are, for the report
+    data_free: bool = True
+    base_cost: float = 0.0  # the unpruned model in the target's metric
+    removed: dict[str, int] = field(default_factory=dict)  # units removed per group, all rounds together
+    kept: dict[str, list[int]] = field(default_factory=dict)  # per edited layer: original indices of its outputs
+    reconstruction: dict[str, Any] = field(default_factory=dict)
     schedule_log: list[dict] = field(default_factory=list)
     channels_before: dict[str, int] = field(default_factory=dict)
     layers_before: dict[str, list[int]] = field(default_factory=dict)
@@ -80,6 +91,15 @@ class ShrinkRun:
     @property
     def model(self) -> nn.Module:
         return self.loaded.model
+
+    def evaluate(self, model: nn.Module, label: str) -> Accuracy | None:
+        """Top-1/top-5 on the evaluation images (None without them), logged."""
+        if self.eval_loader is None:
+            return None
+        with self.progress.task(label, len(self.eval_loader)) as bar:
+            acc = evaluate(model, self.eval_loader, self.config.device, tick=bar.advance)
+        self.progress.log(f"{label}: top-1 {acc.top1:.4f}, top-5 {acc.top5:.4f} ({acc.images} images)")
+        return acc
 
 
 def shrink(
@@ -95,8 +115,12 @@ def shrink(
     measure_before(run)
     build_graph(run)
     sparsity_train(run)
-    allocate_channels(run)
-    prune(run)
+    prepare_recovery(run)
+    calibrate(run)
+    for target in round_targets(run):  # one round unless --rounds: allocate, prune, reconstruct, repeat
+        allocate_channels(run, target)
+        prune(run)
+        reconstruct_layers(run)
     verify(run)
     measure_after_pruning(run)
     fine_tune(run)
@@ -140,6 +164,8 @@ def start(
     if run.eval_set is not None:
         run.eval_loader = make_loader(run.eval_set, config.batch_size, False, workers=config.workers)
         run.accuracy.eval_images = f"{len(run.eval_set)} images"
+    run.criterion = config.make_criterion()
+    run.plan = ChannelPlan(list(loaded.plan.steps))
     return run
 
 
@@ -147,11 +173,11 @@ def measure_before(run: ShrinkRun) -> None:
     run.model.eval()
     run.before = count_cost(run.model, run.example)
     run.output_shape = tuple(run.model(run.example).shape)
-    run.accuracy.before = _evaluate(run, run.model, "accuracy before")
+    run.accuracy.before = run.evaluate(run.model, "accuracy before")
 
 
 def build_graph(run: ShrinkRun) -> None:
-    """Dependency groups and cost models (sparsity training changes weights, never the structure)."""
+    """Dependency groups and cost models of the model as it is now (each round rebuilds them)."""
     t = time.time()
     classifier = classifier_module(run.model, run.loaded.spec)
     run.graph = PruningGraph(run.model, run.example, [classifier] if classifier is not None else [])
@@ -161,70 +187,66 @@ def build_graph(run: ShrinkRun) -> None:
     run.cost = COST_MODELS.create(
         run.config.by, offered={"model": run.model, "example": run.example, "groups": run.graph.groups}
     )
-    run.criterion = run.config.make_criterion()
-    run.channels_before = {g.name: run.graph.channels(g.name) for g in run.graph.groups}
-    run.layers_before = _layer_shapes(run.model)
-    run.timings["graph_s"] = time.time() - t
+    if not run.channels_before:  # the unpruned model's, for the report
+        run.channels_before = {g.name: run.graph.channels(g.name) for g in run.graph.groups}
+        run.layers_before = layer_shapes(run.model)
+        run.base_cost = run.cost.baseline()
+    run.timings["graph_s"] = run.timings.get("graph_s", 0.0) + time.time() - t
 
 
-def sparsity_train(run: ShrinkRun) -> None:
-    """Drive useless channels' scale factors (BN γ, or SSS gates) to zero, when asked."""
+def calibrate(run: ShrinkRun) -> None:
+    """The images criteria and sensitivity look at (random noise without data), with the model's predictions."""
     config = run.config
-    if config.sparsity_train <= 0:
-        return
-    if run.data is None:
-        raise UserError("--sparsity-train needs images to train on: pass --data DIR")
-    t = time.time()
-    loader = make_loader(run.data.train, config.batch_size, True, config.seed, config.workers)
-    teacher = copy.deepcopy(run.model).eval() if config.distill else None
-    regulariser = run.criterion.sparsity_regulariser(run.model.to(config.device), run.graph, config.l1_gamma)
-    trainer = Trainer(loader, config.train, teacher, config.device)
-    steps = max(1, round(config.sparsity_train * len(loader)))
-    with run.progress.task(f"sparsity training ({regulariser.description})", steps) as bar:
-        trainer.train(run.model, steps, tick=lambda loss: bar.advance(1, f"loss {loss:.3f}"), regulariser=regulariser)
-    regulariser.finish()
-    run.timings["sparsity_train_s"] = time.time() - t
-    run.accuracy.after_sparsity_training = _evaluate(run, run.model, "accuracy after sparsity training")
-
-
-def allocate_channels(run: ShrinkRun) -> None:
-    """Calibration inputs for the criterion, then how many units each group loses."""
-    config, t = run.config, time.time()
     if run.data is not None:
-        source, data_free = f"{config.calibration_images} images from {run.data.root}", False
-        batches = calibration_batches(
+        run.source, run.data_free = f"{config.calibration_images} images from {run.data.root}", False
+        run.batches = calibration_batches(
             run.data.calibration_set(), config.calibration_images, config.batch_size, config.seed
         )
     else:
-        source, data_free = f"{config.calibration_images} random-noise inputs", True
-        batches = noise_batches(config.calibration_images, run.loaded.spec.input_size, config.batch_size, config.seed)
-    run.calibration = CalibrationData.from_model(run.model, batches)
+        run.source, run.data_free = f"{config.calibration_images} random-noise inputs", True
+        size = run.loaded.spec.input_size
+        run.batches = noise_batches(config.calibration_images, size, config.batch_size, config.seed)
+    run.calibration = CalibrationData.from_model(run.model, run.batches)
     if run.criterion.needs_data:
-        run.progress.log(f"criterion {run.criterion.name} ranks channels on {'data-free proxy: ' * data_free}{source}")
+        run.progress.log(
+            f"criterion {run.criterion.name} ranks channels on {'data-free proxy: ' * run.data_free}{run.source}"
+        )
+
+
+def round_targets(run: ShrinkRun) -> Iterator[float]:
+    """Each round's target as a fraction of the *current* cost: rounds cut equal shares of the original."""
+    rounds = run.config.rounds
+    for r in range(1, rounds + 1):
+        if r > 1:
+            build_graph(run)  # the pruned model has new shapes: new groups and costs
+            run.progress.log(f"round {r} of {rounds}: re-measuring on the model pruned so far")
+        overall = 1 - (1 - run.config.target) * r / rounds
+        yield min(1.0, overall * run.base_cost / run.cost.baseline())
+
+
+def allocate_channels(run: ShrinkRun, target: float) -> None:
+    """How many units each group loses to reach `target` (a fraction of the current cost)."""
+    config, t = run.config, time.time()
     run.criterion.prepare(run.model, run.calibration)
     schedule = config.make_schedule()
     if schedule.decides_amounts:  # greedy measures where to cut at every step
         run.allocation = Allocation({}, run.cost.baseline(), 1.0, f"{schedule.name} (measured at every step)")
     else:
-        strategy = config.make_allocation(has_data=not data_free)
-        if config.allocation == AUTO and data_free:
+        strategy = config.make_allocation(has_data=not run.data_free)
+        if config.allocation == AUTO and run.data_free:
             run.progress.log("no --data: allocating by weight magnitude (sensitivity measured on noise misleads)")
-        strategy.prepare(
-            AllocationInputs(run.model, run.graph, run.criterion, batches, source, data_free, run.progress)
+        inputs = AllocationInputs(
+            run.model, run.graph, run.criterion, run.batches, run.source, run.data_free, run.progress
         )
-        run.allocation = allocate(run.graph.groups, run.cost, strategy, config.target, config.round_to)
-    run.timings["allocation_s"] = time.time() - t
+        strategy.prepare(inputs)
+        run.allocation = allocate(run.graph.groups, run.cost, strategy, target, config.round_to)
+    run.round_target = target
+    run.timings["allocation_s"] = run.timings.get("allocation_s", 0.0) + time.time() - t
 
 
 def prune(run: ShrinkRun) -> None:
     """Remove the channels (retraining between layers when the schedule does), recording the plan."""
     config, t = run.config, time.time()
-    if config.distill or run.data is not None:
-        run.teacher = copy.deepcopy(run.model).eval()
-    if run.data is not None:
-        loader = make_loader(run.data.train, config.batch_size, True, config.seed, config.workers)
-        run.trainer = Trainer(loader, config.train, run.teacher if config.distill else None, config.device)
-    run.plan = ChannelPlan(list(run.loaded.plan.steps))
     schedule = config.make_schedule()
     ctx = ScheduleContext(
         run.model,
@@ -238,16 +260,21 @@ def prune(run: ShrinkRun) -> None:
         quick_top1=_quick_top1(run),
         progress=run.progress,
         cost=run.cost,
-        target=config.target,
+        target=run.round_target,
         round_to=config.round_to,
     )
-    run.schedule_log = schedule.run(ctx)
+    run.schedule_log += schedule.run(ctx)
     if schedule.decides_amounts:
         predicted = run.cost.predict(ctx.removals)
         run.allocation = Allocation(
             dict(ctx.removals), predicted, predicted / run.cost.baseline(), run.allocation.strategy
         )
-    run.timings["prune_s"] = time.time() - t
+    for name, units in run.allocation.removed.items():
+        run.removed[name] = run.removed.get(name, 0) + units
+    for layer in _edited_layers(run.graph):
+        kept, before = run.graph.kept_outputs(layer), run.kept.get(layer)
+        run.kept[layer] = kept if before is None else [before[i] for i in kept]
+    run.timings["prune_s"] = run.timings.get("prune_s", 0.0) + time.time() - t
 
 
 def verify(run: ShrinkRun) -> None:
@@ -262,31 +289,17 @@ def verify(run: ShrinkRun) -> None:
 
 
 def measure_after_pruning(run: ShrinkRun) -> None:
-    """Accuracy of the plan applied to the original weights, without any retraining."""
+    """One-shot accuracy: pruned (and reconstructed), before any retraining."""
     if run.eval_loader is None:
         return
-    if run.teacher is None:  # nothing was retrained: the pruned model is the one-shot result
-        run.accuracy.after_pruning = _evaluate(run, run.model, "accuracy after pruning")
+    if run.trainer is None or not run.trainer.steps_done:  # nothing retrained yet: this is the one-shot model
+        run.accuracy.after_pruning = run.evaluate(run.model, "accuracy after pruning")
         return
+    # the schedule retrained between prunes: the plan applied to the original weights shows the one-shot damage
     new_steps = ChannelPlan(run.plan.steps[len(run.loaded.plan.steps) :])
     teacher = copy.deepcopy(run.teacher)
     pruned_only = new_steps.replay(teacher, run.example, [classifier_module(teacher, run.loaded.spec)])
-    run.accuracy.after_pruning = _evaluate(run, pruned_only, "accuracy after pruning")
-
-
-def fine_tune(run: ShrinkRun) -> None:
-    """`--epochs` of retraining on the whole pruned model, cosine learning rate."""
-    if run.trainer is None:
-        return
-    config, t = run.config, time.time()
-    steps = round(config.epochs * len(run.trainer.loader))
-    if steps:
-        with run.progress.task(f"fine-tune {config.epochs:g} epochs", steps) as bar:
-            run.trainer.train(run.model, steps, tick=lambda loss: bar.advance(1, f"loss {loss:.3f}"), cosine=True)
-    layerwise = run.timings["prune_s"] if config.schedule == "layerwise" else 0
-    run.timings["retrain_s"] = time.time() - t + layerwise
-    if run.trainer.steps_done:
-        run.accuracy.after_retraining = _evaluate(run, run.model, "accuracy after retraining")
+    run.accuracy.after_pruning = run.evaluate(pruned_only, "accuracy after pruning")
 
 
 def finish(run: ShrinkRun) -> ShrinkResult:
@@ -303,33 +316,25 @@ def finish(run: ShrinkRun) -> ShrinkResult:
         achieved=round(_metric(after, run) / _metric(run.before, run), 4),
         before=run.before,
         after=after,
-        allocation={"strategy": run.allocation.strategy, "removed_units": run.allocation.removed},
+        allocation={"strategy": _strategy(run), "removed_units": run.removed},
         groups=[
             {"group": g.name, "before": run.channels_before[g.name], "after": graph.channels(g.name)}
             for g in graph.groups
         ],
-        layers=_layer_diff(run.layers_before, _layer_shapes(run.model)),
+        layers=layer_changes(run.layers_before, layer_shapes(run.model)),
         schedule_log=run.schedule_log,
         accuracy=run.accuracy,
         retraining=_retrain_note(run),
         timings_s={k: round(v, 2) for k, v in run.timings.items()},
         versions=versions(),
+        reconstruction=run.reconstruction,
     )
-    return ShrinkResult(run.model.eval(), loaded.spec, run.plan, report, run.example)
+    return ShrinkResult(run.model.eval(), loaded.spec, run.plan, report, run.example, dict(run.kept))
 
 
 def _metric(cost: Cost, run: ShrinkRun) -> float:
     """The target's metric on a counted model: counted where it can be, else as the cost model predicts."""
     return cost.get(run.config.by) if run.config.by in ("params", "macs") else run.cost.predict(run.allocation.removed)
-
-
-def _evaluate(run: ShrinkRun, model: nn.Module, label: str) -> Accuracy | None:
-    if run.eval_loader is None:
-        return None
-    with run.progress.task(label, len(run.eval_loader)) as bar:
-        acc = evaluate(model, run.eval_loader, run.config.device, tick=bar.advance)
-    run.progress.log(f"{label}: top-1 {acc.top1:.4f}, top-5 {acc.top5:.4f} ({acc.images} images)")
-    return acc
 
 
 def _quick_top1(run: ShrinkRun):
@@ -353,18 +358,10 @@ def _retrain_note(run: ShrinkRun) -> dict[str, Any]:
     }
 
 
-def _layer_shapes(model: nn.Module) -> dict[str, list[int]]:
-    shapes = {}
-    for name, m in model.named_modules():
-        if isinstance(m, nn.modules.conv._ConvNd):
-            shapes[name] = [m.in_channels, m.out_channels, m.groups]
-        elif isinstance(m, nn.Linear):
-            shapes[name] = [m.in_features, m.out_features, 1]
-    return shapes
+def _strategy(run: ShrinkRun) -> str:
+    rounds = run.config.rounds
+    return run.allocation.strategy + (f", in {rounds} rounds" if rounds > 1 else "")
 
 
-def _layer_diff(before: dict[str, list[int]], after: dict[str, list[int]]) -> list[dict]:
-    return [
-        {"layer": n, "in": [b[0], after[n][0]], "out": [b[1], after[n][1]], "groups": after[n][2]}
-        for n, b in before.items()
-    ]
+def _edited_layers(graph: PruningGraph) -> list[str]:
+    return [name for name, _ in graph.model.named_modules() if graph.kept_outputs(name) is not None]

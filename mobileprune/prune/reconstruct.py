@@ -58,6 +58,12 @@ def consumers(graph: PruningGraph, groups: Sequence[str]) -> list[str]:
     return sorted(names, key=order.__getitem__)
 
 
+def refittable_layers(model: nn.Module) -> list[str]:
+    """Every dense conv and linear in network order, except a first layer fed by the image (never changed)."""
+    names = [name for name, m in model.named_modules() if _refittable(m)]
+    return names[1:] if names else names
+
+
 def _refittable(module: nn.Module) -> bool:
     if isinstance(module, nn.Linear):
         return True
@@ -70,14 +76,25 @@ def reconstruct(
     original: nn.Module,
     layers: Sequence[str],
     batches: Sequence[torch.Tensor],
+    kept_outputs: Callable[[str], list[int] | None] = lambda layer: None,
     positions: int = 16,
-    ridge: float = 1e-3,
+    ridge: float | None = None,
     progress: Callable[[], None] | None = None,
 ) -> list[LayerFit]:
-    """Re-fit `layers` of `pruned` (in order) to reproduce `original`'s outputs on `batches`."""
+    """Re-fit `layers` of `pruned` (in order) to reproduce `original`'s outputs on `batches`.
+
+    `ridge` fixes the regularisation strength; by default each layer chooses its own on held-out samples.
+
+    `kept_outputs(layer)` gives the original indices of a layer's remaining outputs when they were pruned
+    too (a consumer that is also a producer): those outputs of the original layer are the targets.
+    """
     pruned.eval()
     original.eval()
     picks, targets = _original_outputs(original, layers, batches, positions)
+    for name in layers:
+        kept = kept_outputs(name)
+        if kept is not None:
+            targets[name] = targets[name][:, kept]
     fits = []
     for name in layers:
         inputs = [_inputs_at(pruned, name, x, picks[name][b]) for b, x in enumerate(batches)]
@@ -96,12 +113,12 @@ def _original_outputs(original: nn.Module, layers: Sequence[str], batches: Seque
     def make_hook(name: str):
         def hook(module, args, y):
             if isinstance(module, nn.Linear):
-                picks[name].append(torch.arange(y.shape[0]))
+                picks[name].append(torch.arange(y.shape[0], device=y.device))
                 rows[name].append(y.reshape(-1, y.shape[-1]).double())
                 return
             n, c, h, w = y.shape
             count = min(positions, h * w)
-            pick = torch.stack([torch.randperm(h * w, generator=generator)[:count] for _ in range(n)])
+            pick = torch.stack([torch.randperm(h * w, generator=generator)[:count] for _ in range(n)]).to(y.device)
             picks[name].append(pick)
             flat = y.reshape(n, c, h * w)
             rows[name].append(
@@ -155,25 +172,52 @@ def _inputs_at(pruned, name, x, pick) -> torch.Tensor:
     )
 
 
-def _refit(name: str, layer: nn.Module, x: torch.Tensor, y: torch.Tensor, ridge: float) -> LayerFit:
-    """Ridge least squares towards the current weights; bias included as a constant input feature."""
+def _refit(name: str, layer: nn.Module, x: torch.Tensor, y: torch.Tensor, ridge: float | None) -> LayerFit:
+    """Ridge least squares towards the current weights; bias included as a constant input feature.
+
+    The ridge strength is chosen per layer on a held-out fifth of the samples (unless given), so a layer
+    with few samples per weight (a classifier after global pooling) is not fitted to noise.
+    """
     weight = layer.weight.detach().reshape(layer.weight.shape[0], -1).double()  # out × in·k
     bias = layer.bias.detach().double() if layer.bias is not None else None
-    ones = torch.ones(x.shape[0], 1, dtype=x.dtype)
-    design = torch.cat([x, ones], 1) if bias is not None else x
+    design = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)], 1) if bias is not None else x
     current = torch.cat([weight, bias[:, None]], 1) if bias is not None else weight
-    residual = y - design @ current.T
-    gram = design.T @ design
-    scale = float(gram.diagonal().mean()) or 1.0
-    gram += ridge * scale * torch.eye(gram.shape[0], dtype=gram.dtype)
-    delta = torch.linalg.solve(gram, design.T @ residual).T  # out × features
-    fitted = current + delta
-    before = float(residual.pow(2).sum() / y.pow(2).sum().clamp_min(1e-12))
-    after = float((y - design @ fitted.T).pow(2).sum() / y.pow(2).sum().clamp_min(1e-12))
-    if after > before:  # numerically impossible with the ridge towards the current weights; keep them if it happens
+    norm = float(y.pow(2).sum().clamp_min(1e-12))
+    before = float((y - design @ current.T).pow(2).sum()) / norm
+    if before < EXACT:  # the layer already reproduces the original: nothing of its inputs was lost
+        return LayerFit(name, before, before)
+    strength = ridge if ridge is not None else _choose_ridge(design, y, current)
+    fitted = _solve(design, y, current, strength)
+    after = float((y - design @ fitted.T).pow(2).sum()) / norm
+    if after > before:  # cannot happen for a ridge towards the current weights; keep them if rounding says so
         return LayerFit(name, before, before)
     new_weight = fitted[:, : weight.shape[1]] if bias is not None else fitted
     layer.weight.copy_(new_weight.reshape(layer.weight.shape).to(layer.weight.dtype))
     if bias is not None:
         layer.bias.copy_(fitted[:, -1].to(layer.bias.dtype))
     return LayerFit(name, before, after)
+
+
+EXACT = 1e-9  # relative squared error below which a layer's output is the original's up to float32 rounding
+RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def _choose_ridge(design: torch.Tensor, y: torch.Tensor, current: torch.Tensor) -> float:
+    """The ridge (relative to the mean input energy) with the lowest error on a held-out fifth of the samples."""
+    held = torch.zeros(design.shape[0], dtype=torch.bool)
+    held[torch.randperm(design.shape[0], generator=torch.Generator().manual_seed(0))[: design.shape[0] // 5]] = True
+    held = held.to(design.device)
+    errors = []
+    for strength in RIDGES:
+        fitted = _solve(design[~held], y[~held], current, strength)
+        errors.append(float((y[held] - design[held] @ fitted.T).pow(2).sum()))
+    return RIDGES[min(range(len(RIDGES)), key=errors.__getitem__)]
+
+
+def _solve(design: torch.Tensor, y: torch.Tensor, current: torch.Tensor, strength: float) -> torch.Tensor:
+    """argmin_W ||design W^T - y||² + λ ||W - current||², λ = strength x mean diagonal of design^T design."""
+    gram = design.T @ design
+    scale = float(gram.diagonal().mean()) or 1.0
+    gram += strength * scale * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    residual = y - design @ current.T
+    return current + torch.linalg.solve(gram, design.T @ residual).T

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch.nn as nn
+
 from ..errors import UserError
 from ..models import ModelSpec
 from ..train.loop import Accuracy
@@ -62,6 +64,7 @@ class ShrinkReport:
     timings_s: dict[str, float]
     versions: dict[str, str]
     mobileprune: str = ""
+    reconstruction: dict[str, Any] = field(default_factory=dict)  # layers re-fitted, errors before/after
     files: dict[str, Any] = field(default_factory=dict)  # filled by save_output
 
     def __getitem__(self, key: str) -> Any:
@@ -96,6 +99,8 @@ class ShrinkReport:
             "timings_s": self.timings_s,
             "versions": self.versions,
         }
+        if self.reconstruction:
+            out["reconstruction"] = self.reconstruction
         if self.files:
             out["files"] = self.files
         return out
@@ -122,6 +127,7 @@ class ShrinkReport:
                 timings_s={k: float(v) for k, v in data.get("timings_s", {}).items()},
                 versions=dict(data.get("versions", {})),
                 mobileprune=str(data.get("mobileprune", "")),
+                reconstruction=dict(data.get("reconstruction", {})),
                 files=dict(data.get("files", {})),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -131,3 +137,21 @@ class ShrinkReport:
 
 def _acc(acc: Accuracy | None) -> dict | None:
     return acc.to_json() if acc else None
+
+
+def layer_shapes(model: nn.Module) -> dict[str, list[int]]:
+    """[in, out, groups] of every conv and linear, to show what pruning changed."""
+    shapes = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.conv._ConvNd):
+            shapes[name] = [m.in_channels, m.out_channels, m.groups]
+        elif isinstance(m, nn.Linear):
+            shapes[name] = [m.in_features, m.out_features, 1]
+    return shapes
+
+
+def layer_changes(before: dict[str, list[int]], after: dict[str, list[int]]) -> list[dict]:
+    return [
+        {"layer": n, "in": [b[0], after[n][0]], "out": [b[1], after[n][1]], "groups": after[n][2]}
+        for n, b in before.items()
+    ]

@@ -101,10 +101,10 @@ class DataSplits:
         return self.train.with_transform(eval_transform(self.size, self.mean, self.std))
 
 
-def train_transform(size: int, mean, std):
+def train_transform(size: int, mean, std, crop_scale: float = 0.5):
     return transforms.Compose(
         [
-            transforms.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True),
+            transforms.RandomResizedCrop(size, scale=(crop_scale, 1.0), antialias=True),
             transforms.RandomHorizontalFlip(),
             transforms.ToTensor(),
             transforms.Normalize(mean, std),

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from ..errors import UserError
 from .data import Batch
 from .distill import distillation_loss
+from .features import FeatureMatch
 
 
 class StepRegulariser(Protocol):
@@ -44,6 +45,10 @@ class TrainConfig:
     distill: bool = False
     temperature: float = 2.0
     distill_loss: str = "centered"  # or "kl" (plain Hinton KL); see distill.py
+    mixup: float = 0.0  # Beta(a, a) mixing of image pairs within a batch; 0 = off (teacher sees the same mix)
+    label_weight: float = 0.0  # distillation with labelled images: loss = KD + label_weight * cross-entropy
+    crop_scale: float = 0.5  # RandomResizedCrop keeps at least this share of the image
+    feature_weight: float = 0.0  # distillation: add this times the layer-output loss (train/features.py)
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class Trainer:
         self.device = device
         self.skipped = 0
         self.steps_done = 0
+        self.features: FeatureMatch | None = None  # layer outputs to match (set once pruning is done)
         self._batches = self._forever()
 
     def _forever(self) -> Iterator[Batch]:
@@ -111,9 +117,10 @@ class Trainer:
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
             batch = next(self._batches)
-            x = batch.images.to(self.device)
+            x, labels = batch.images.to(self.device), batch.labels.to(self.device)
+            x, mixed = self._mix(x, labels)
             logits = model(x)
-            loss = self._loss(logits, x, batch.labels.to(self.device))
+            loss = self._loss(logits, x, mixed)
             opt.zero_grad(set_to_none=True)
             if regulariser:
                 regulariser.zero_grad()
@@ -128,14 +135,32 @@ class Trainer:
         model.eval()
         return total / steps
 
-    def _loss(self, logits: torch.Tensor, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _mix(self, x: torch.Tensor, labels: torch.Tensor):
+        """Mixup within the batch: more distinct inputs from few images (the teacher labels the same mix)."""
+        if self.config.mixup <= 0 or len(x) < 2:
+            return x, [(labels, 1.0)]
+        lam = float(torch.distributions.Beta(self.config.mixup, self.config.mixup).sample())
+        order = torch.randperm(len(x), device=x.device)
+        return lam * x + (1 - lam) * x[order], [(labels, lam), (labels[order], 1 - lam)]
+
+    def _loss(self, logits: torch.Tensor, x: torch.Tensor, labels: list[tuple[torch.Tensor, float]]) -> torch.Tensor:
+        labelled = bool((labels[0][0] >= 0).all())
         if self.teacher is None:
-            if (labels < 0).any():
+            if not labelled:
                 raise ValueError("unlabeled images need distillation (--distill)")
-            return F.cross_entropy(logits, labels)
+            return _cross_entropy(logits, labels)
         with torch.no_grad():
             teacher_logits = self.teacher(x)
-        return distillation_loss(logits, teacher_logits, self.config.temperature, self.config.distill_loss)
+        loss = distillation_loss(logits, teacher_logits, self.config.temperature, self.config.distill_loss)
+        if self.features is not None and self.config.feature_weight > 0:
+            loss = loss + self.config.feature_weight * self.features.loss()
+        if labelled and self.config.label_weight > 0:
+            loss = loss + self.config.label_weight * _cross_entropy(logits, labels)
+        return loss
+
+
+def _cross_entropy(logits: torch.Tensor, labels: list[tuple[torch.Tensor, float]]) -> torch.Tensor:
+    return sum(weight * F.cross_entropy(logits, target) for target, weight in labels)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

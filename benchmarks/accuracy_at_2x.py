@@ -1,0 +1,185 @@
+"""Accuracy at 2x, side by side: mobileprune against Torch-Pruning's recipes and width scaling, one run.
+
+Protocol (the accuracy issue's): the shared ImageNet MobileNetV2; the 500 odd-class photos are the user's
+unlabeled images (allocation, calibration, reconstruction, distillation); the 500 even-class photos only
+give top-1. Every method is pruned to the same MAC ratio, then goes through the *same* recovery:
+
+    pruned  →  reconstruction (least squares on 256 odd photos)  →  distillation (STEPS × batch 32 from
+    the unpruned model, KL at T=2, AdamW lr 3e-5, cosine, crops of ≥ 50% + flips, odd photos only)
+
+and top-1 on the held-out half is taken after each stage, with the wall time of each stage.
+
+Rows: Torch-Pruning 1.6's `MetaPruner` with uniform L1 (GroupMagnitudeImportance), global Taylor and global
+LAMP; width scaling (first channels of every layer, uniform ratio); mobileprune's previous default
+(sensitivity allocation measured once, L1, no reconstruction: the "pruned" column) and with allocation
+re-measured in rounds (`--rounds 4`, reconstruction between rounds, so its "pruned" column is n/a).
+
+Writes benchmarks/results/accuracy_at_2x.json and .png. Run: `make bench-accuracy` (about 75 min on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mobileprune import ShrinkConfig, load_model, shrink
+from mobileprune.api import open_shrink_data
+from mobileprune.atomic import write_json
+from mobileprune.models import classifier_module
+from mobileprune.prune.cost import count_cost
+from mobileprune.prune.reconstruct import reconstruct, refittable_layers
+from mobileprune.reporting.plots import pyplot, save_figure
+from mobileprune.reporting.provenance import machine_facts, versions
+from mobileprune.train.data import calibration_batches, make_loader, train_transform
+from mobileprune.train.loop import TrainConfig, Trainer, evaluate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from anchors import torch_pruning  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared"
+WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
+ANCHORS = ("uniform_l1", "global_taylor", "global_lamp", "width")
+OURS = {"mobileprune sensitivity (1 round)": 1, "mobileprune sensitivity (4 rounds)": 4}
+RECOVERY = TrainConfig(optimizer="adamw", lr=3e-5, distill=True, distill_loss="kl", temperature=2.0, crop_scale=0.5)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--targets", default="0.5,0.7")
+    ap.add_argument("--steps", type=int, default=48, help="distillation steps of 32 images for every row")
+    ap.add_argument("--reconstruct-images", type=int, default=256)
+    ap.add_argument("--only", default="", help="comma-separated row names (default: all)")
+    ap.add_argument("--split", type=Path, help="an existing imagenet_split.py output (default: build one)")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "accuracy_at_2x.json")
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    split = args.split or _build_split()
+    teacher_loaded = load_model(WEIGHTS, arch="mobilenet_v2")
+    spec = teacher_loaded.spec
+    data, heldout = open_shrink_data(spec, split / "unlabeled", split / "heldout", distill=True)
+    eval_loader = make_loader(heldout, 50, False, workers=1)
+    teacher = teacher_loaded.model.eval()
+    results = _previous(args.out)
+    if "unpruned_top1" not in results:
+        results["unpruned_top1"] = evaluate(teacher, eval_loader).top1
+    print(f"unpruned top-1 on {len(heldout)} held-out photos: {results['unpruned_top1']:.3f}", flush=True)
+    example = torch.randn(1, 3, spec.input_size, spec.input_size)
+    base_macs = count_cost(teacher, example).macs
+    calibration = calibration_batches(data.calibration_set(), 32, 32, seed=0)
+    recon_batches = calibration_batches(data.calibration_set(), args.reconstruct_images, 32, seed=0)
+    kd_loader = make_loader(
+        data.train.with_transform(train_transform(spec.input_size, spec.mean, spec.std, RECOVERY.crop_scale)),
+        32,
+        True,
+        0,
+        workers=1,
+    )
+    rows = [*ANCHORS, *OURS]
+    for target in (float(t) for t in args.targets.split(",")):
+        for name in rows:
+            if (args.only and name not in args.only.split(",")) or _done(results, name, target):
+                continue
+            torch.manual_seed(0)
+            started = time.time()
+            if name in OURS:
+                loaded = load_model(WEIGHTS, arch="mobilenet_v2")
+                rounds = OURS[name]
+                config = ShrinkConfig(
+                    target=target, by="macs", schedule="oneshot", distill=True, rounds=rounds, reconstruct=rounds > 1
+                )
+                result = shrink(loaded, config, data)
+                model, kept = result.model, result.kept_outputs
+            else:
+                head = classifier_module(teacher, spec)
+                model, kept = torch_pruning(teacher, example, head, name, target, calibration)
+            row = {"method": name, "target_macs": target, "prune_s": round(time.time() - started, 1)}
+            row["mac_ratio"] = round(count_cost(model, example).macs / base_macs, 4)
+            row["params_ratio"] = round(
+                sum(p.numel() for p in model.parameters()) / sum(p.numel() for p in teacher.parameters()), 4
+            )
+            row["top1_pruned"] = None if OURS.get(name, 1) > 1 else evaluate(model.eval(), eval_loader).top1
+            row.update(_recover(model, kept, teacher, recon_batches, kd_loader, eval_loader, args.steps))
+            results.setdefault("rows", []).append(row)
+            print(row, flush=True)
+            _write(args, results)
+    _write(args, results)
+
+
+def _recover(model, kept, teacher, recon_batches, kd_loader, eval_loader, steps) -> dict:
+    """The same recovery for every row: reconstruction, then distillation; top-1 after each."""
+    out = {}
+    t = time.time()
+    fits = reconstruct(model, teacher, refittable_layers(model), recon_batches, kept.get)
+    out["reconstruct_s"] = round(time.time() - t, 1)
+    out["reconstruction_error"] = [
+        round(sum(f.error_before for f in fits) / len(fits), 4),
+        round(sum(f.error_after for f in fits) / len(fits), 4),
+    ]
+    out["top1_reconstructed"] = evaluate(model.eval(), eval_loader).top1
+    t = time.time()
+    student = copy.deepcopy(model)
+    Trainer(kd_loader, RECOVERY, teacher).train(student, steps, cosine=True)
+    out["distill_s"] = round(time.time() - t, 1)
+    out["distill_steps"] = steps
+    out["top1_distilled"] = evaluate(student.eval(), eval_loader).top1
+    return out
+
+
+def _build_split() -> Path:
+    split = Path(tempfile.mkdtemp(prefix="mobileprune-split-"))
+    subprocess.run([sys.executable, str(SHARED / "protocols" / "imagenet_split.py"), str(split)], check=True)
+    return split
+
+
+def _previous(path: Path) -> dict:
+    """Rows already measured (a killed run goes on where it stopped)."""
+    import json
+
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _done(results: dict, name: str, target: float) -> bool:
+    return any(r["method"] == name and r["target_macs"] == target for r in results.get("rows", []))
+
+
+def _write(args, results: dict) -> None:
+    results.update(
+        protocol=__doc__.split("\n\n")[1],
+        recovery={"steps": args.steps, "batch": 32, **RECOVERY.__dict__},
+        reconstruct_images=args.reconstruct_images,
+        versions=versions(),
+        machine=machine_facts(),
+    )
+    write_json(args.out, results)
+    _plot(results, args.out.with_suffix(".png"))
+
+
+def _plot(results: dict, path: Path) -> None:
+    plt = pyplot()
+    rows = results.get("rows", [])
+    targets = sorted({r["target_macs"] for r in rows})
+    fig, axes = plt.subplots(1, len(targets), figsize=(6.5 * len(targets), 4.6), squeeze=False)
+    stages = (("top1_pruned", "pruned"), ("top1_reconstructed", "+ reconstruction"), ("top1_distilled", "+ distill"))
+    for ax, target in zip(axes[0], targets, strict=True):
+        here = [r for r in rows if r["target_macs"] == target]
+        for s, (key, label) in enumerate(stages):
+            values = [r[key] or 0.0 for r in here]
+            ax.bar([i + (s - 1) * 0.27 for i in range(len(here))], values, 0.27, label=label)
+        ax.axhline(results["unpruned_top1"], color="k", ls="--", lw=1, label="unpruned")
+        ax.set_xticks(range(len(here)), [r["method"].replace("mobileprune ", "mp ") for r in here], rotation=25)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"MobileNetV2 at {target:g} of its MACs: held-out top-1 (500 photos)")
+        ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Winning accuracy back, as phases of `shrink`: sparsity training before pruning, then reconstruction
+(least-squares re-fit of every dense layer to the unpruned outputs) and fine-tuning (labels or distillation)
+after it. Each phase does nothing without images.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import UserError
+from ..train.data import calibration_batches, make_loader, train_transform
+from ..train.features import FeatureMatch
+from ..train.loop import Trainer
+from .reconstruct import reconstruct, refittable_layers
+
+if TYPE_CHECKING:
+    from .pipeline import ShrinkRun
+
+
+def sparsity_train(run: ShrinkRun) -> None:
+    """Drive useless channels' scale factors (BN γ, or SSS gates) to zero, when asked."""
+    config = run.config
+    if config.sparsity_train <= 0:
+        return
+    if run.data is None:
+        raise UserError("--sparsity-train needs images to train on: pass --data DIR")
+    t = time.time()
+    loader = make_loader(run.data.train, config.batch_size, True, config.seed, config.workers)
+    teacher = copy.deepcopy(run.model).eval() if config.distill else None
+    regulariser = run.criterion.sparsity_regulariser(run.model.to(config.device), run.graph, config.l1_gamma)
+    trainer = Trainer(loader, config.train, teacher, config.device)
+    steps = max(1, round(config.sparsity_train * len(loader)))
+    with run.progress.task(f"sparsity training ({regulariser.description})", steps) as bar:
+        trainer.train(run.model, steps, tick=lambda loss: bar.advance(1, f"loss {loss:.3f}"), regulariser=regulariser)
+    regulariser.finish()
+    run.timings["sparsity_train_s"] = time.time() - t
+    run.accuracy.after_sparsity_training = run.evaluate(run.model, "accuracy after sparsity training")
+
+
+def prepare_recovery(run: ShrinkRun) -> None:
+    """The unpruned model as teacher and reconstruction target, and the retraining loop, when there are images."""
+    config = run.config
+    if config.distill or run.data is not None:
+        run.teacher = copy.deepcopy(run.model).eval()
+    if run.data is not None:
+        data = run.data
+        augmented = data.train.with_transform(train_transform(data.size, data.mean, data.std, config.train.crop_scale))
+        loader = make_loader(augmented, config.batch_size, True, config.seed, config.workers)
+        run.trainer = Trainer(loader, config.train, run.teacher if config.distill else None, config.device)
+
+
+def reconstruct_layers(run: ShrinkRun) -> None:
+    """Re-fit every dense layer to the unpruned model's outputs (see reconstruct.py), when there are images."""
+    config = run.config
+    if not config.reconstruct or run.data is None or run.teacher is None or not run.allocation.removed:
+        return
+    t = time.time()
+    batches = calibration_batches(run.data.calibration_set(), config.reconstruct_images, config.batch_size, config.seed)
+    layers = refittable_layers(run.model)
+    with run.progress.task(
+        f"reconstruction ({len(layers)} layers, {config.reconstruct_images} images)", len(layers)
+    ) as bar:
+        fits = reconstruct(
+            run.model.to(config.device),
+            run.teacher.to(config.device),
+            layers,
+            [b.to(config.device) for b in batches],
+            run.kept.get,
+            progress=bar.advance,
+        )
+    run.reconstruction = {
+        "layers": len(fits),
+        "images": sum(len(b) for b in batches),
+        "mean_error_before": round(sum(f.error_before for f in fits) / max(len(fits), 1), 5),
+        "mean_error_after": round(sum(f.error_after for f in fits) / max(len(fits), 1), 5),
+        "per_layer": [f.to_json() for f in fits],
+    }
+    run.progress.log(
+        f"reconstruction: {len(fits)} layers re-fitted on {run.reconstruction['images']} images, mean relative "
+        f"output error {run.reconstruction['mean_error_before']:.4f} → {run.reconstruction['mean_error_after']:.4f}"
+    )
+    run.timings["reconstruct_s"] = run.timings.get("reconstruct_s", 0.0) + time.time() - t
+
+
+def fine_tune(run: ShrinkRun) -> None:
+    """`--epochs` of retraining on the whole pruned model, cosine learning rate."""
+    if run.trainer is None:
+        return
+    config, t = run.config, time.time()
+    steps = round(config.epochs * len(run.trainer.loader))
+    if steps and run.trainer.teacher is not None and config.train.feature_weight > 0:
+        layers = refittable_layers(run.model)
+        run.trainer.features = FeatureMatch(run.model, run.trainer.teacher, layers, run.kept.get)
+    if steps:
+        with run.progress.task(f"fine-tune {config.epochs:g} epochs", steps) as bar:
+            run.trainer.train(run.model, steps, tick=lambda loss: bar.advance(1, f"loss {loss:.3f}"), cosine=True)
+    if run.trainer.features is not None:
+        run.trainer.features.remove()
+        run.trainer.features = None
+    layerwise = run.timings["prune_s"] if config.schedule == "layerwise" else 0
+    run.timings["retrain_s"] = time.time() - t + layerwise
+    if run.trainer.steps_done:
+        run.accuracy.after_retraining = run.evaluate(run.model, "accuracy after retraining")

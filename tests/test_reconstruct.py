@@ -1,0 +1,101 @@
+"""Reconstruction (least-squares re-fit after pruning) and allocation in rounds, on tiny models."""
+
+import copy
+
+import pytest
+import torch
+from conftest import write_images
+
+from mobileprune import ShrinkConfig, load_model, shrink
+from mobileprune.prune.graph import PruningGraph
+from mobileprune.prune.reconstruct import reconstruct, refittable_layers
+from mobileprune.train.data import open_data
+
+
+def _tiny(seed=0):
+    torch.manual_seed(seed)
+    loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 10, "width_mult": 0.25}, input_size=32)
+    model = loaded.model.eval()
+    with torch.no_grad():  # give batch norm non-trivial statistics, as a trained model has
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+    return model
+
+
+def _batches(n=4, size=32):
+    torch.manual_seed(1)
+    return [torch.randn(8, 3, size, size) for _ in range(n)]
+
+
+def _logit_error(model, original, batches):
+    with torch.no_grad():
+        return sum(float((model(x) - original(x)).pow(2).sum()) for x in batches)
+
+
+def test_reconstruction_lowers_every_layers_error_and_the_logits_error():
+    original = _tiny()
+    pruned = copy.deepcopy(original)
+    graph = PruningGraph(pruned, torch.randn(1, 3, 32, 32), [pruned.classifier[-1]])
+    for group in graph.groups[::2]:  # half the groups lose a quarter of their channels
+        channels = graph.channels(group.name)
+        if channels >= 8:
+            graph.prune(group.name, list(range(0, channels, 4)))
+    batches = _batches()
+    before = _logit_error(pruned, original, batches)
+    fits = reconstruct(pruned, original, refittable_layers(pruned), batches, graph.kept_outputs)
+    assert len(fits) == len(refittable_layers(pruned))
+    for fit in fits:
+        assert fit.error_after <= fit.error_before + 1e-9, fit
+    assert any(fit.error_after < 0.9 * fit.error_before for fit in fits)
+    assert _logit_error(pruned, original, batches) < before  # measured independently of the fit's own numbers
+
+
+def test_reconstruction_changes_nothing_when_nothing_was_removed():
+    original = _tiny()
+    copy_ = copy.deepcopy(original)
+    fits = reconstruct(copy_, original, refittable_layers(copy_), _batches(2))
+    for fit in fits:
+        assert fit.error_before < 1e-10 and fit.error_after < 1e-10
+    for (name, a), (_, b) in zip(original.state_dict().items(), copy_.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+@pytest.fixture
+def colour_data(tmp_path):
+    colours = {f"c{i}": (25 * i, 255 - 25 * i, (80 * i) % 255) for i in range(10)}
+    write_images(tmp_path / "train", colours, 4)
+    return open_data(tmp_path, 32, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@pytest.mark.parametrize("rounds", [1, 3])
+def test_rounds_of_allocation_hit_the_target_and_report_the_reconstruction(colour_data, rounds):
+    loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 10, "width_mult": 0.5}, input_size=32)
+    config = ShrinkConfig(
+        target=0.5,
+        by="macs",
+        schedule="oneshot",
+        rounds=rounds,
+        calibration_images=8,
+        reconstruct_images=16,
+        distill=True,
+        workers=0,
+    )
+    result = shrink(loaded, config, colour_data)
+    report = result.report
+    assert abs(report.achieved - 0.5) <= 0.01
+    assert report.allocation["strategy"].endswith(f"in {rounds} rounds") == (rounds > 1)
+    assert report.reconstruction["layers"] > 0 and report.reconstruction["images"] == 16
+    assert report.reconstruction["mean_error_after"] <= report.reconstruction["mean_error_before"]
+    # the removed units are summed over the rounds: the plan's removals add up to the channels lost
+    lost = sum(g["before"] - g["after"] for g in report.groups)
+    assert lost > 0
+
+
+def test_reconstruction_is_skipped_when_turned_off(colour_data):
+    loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 10, "width_mult": 0.25}, input_size=32)
+    config = ShrinkConfig(target=0.7, by="macs", schedule="oneshot", reconstruct=False, distill=True, workers=0)
+    report = shrink(loaded, config, colour_data).report
+    assert report.reconstruction == {} and "reconstruct_s" not in report.timings_s
