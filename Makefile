@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench-shrink bench-convert bench-speed bench-sweep bench-data-free clean
+.PHONY: demo test test-all lint bench-shrink bench-convert bench-speed bench-sweep bench-data-free bench-accuracy bench-latency clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ bench-sweep: $(STAMP)
 
 bench-data-free: $(STAMP)
 	$(BIN)/python benchmarks/data_free_allocation.py
+
+bench-accuracy: $(STAMP)
+	$(BIN)/python benchmarks/accuracy_at_2x.py
+
+bench-latency: $(STAMP)  # run on an otherwise idle machine
+	$(BIN)/python benchmarks/latency_target.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..progress import SILENT, Progress
 from ..reporting.provenance import machine_facts
 from .models import BenchModel
-from .runtimes import RUNTIMES, CannotRun, runtime_for
+from .runtimes import RUNTIMES, CannotRun, Session, runtime_for
 from .stats import LatencyStats
 
 
@@ -115,22 +116,8 @@ def _interleaved(runtime_name, members, threads: int, config: BenchConfig, progr
         first_ms = (time.perf_counter() - started) * 1000
         memory = None if rss is None else round(_resident_mb() - rss, 2)
         opened.append((model, path, session, init_ms, first_ms, memory))
-    for _, _, session, *_ in opened:
-        for _ in range(config.warmup):
-            session.run()
-    samples: list[list[float]] = [[] for _ in opened]
-    started = time.perf_counter()
-    rounds = 0
     with progress.task(f"{members[0][1].name} {runtime_name} x{threads}", total=config.runs) as task:
-        while rounds < config.runs or time.perf_counter() - started < config.min_seconds:
-            order = list(range(len(opened)))
-            shift = rounds % len(order)
-            for i in order[shift:] + order[:shift]:  # rotate: no model always runs right after another
-                t0 = time.perf_counter_ns()
-                opened[i][2].run()
-                samples[i].append((time.perf_counter_ns() - t0) / 1e6)
-            rounds += 1
-            task.advance()
+        samples = time_interleaved([o[2] for o in opened], config.runs, config.min_seconds, config.warmup, task.advance)
     return [
         Measurement(
             model.label,
@@ -146,6 +133,29 @@ def _interleaved(runtime_name, members, threads: int, config: BenchConfig, progr
         )
         for (model, path, session, init_ms, first_ms, memory), times in zip(opened, samples, strict=True)
     ]
+
+
+def time_interleaved(
+    sessions: list[Session], runs: int, min_seconds: float, warmup: int, tick: Callable[[], None] | None = None
+) -> list[list[float]]:
+    """Milliseconds of every run of each session, A B A B ... with the order rotating every round."""
+    for session in sessions:
+        for _ in range(warmup):
+            session.run()
+    samples: list[list[float]] = [[] for _ in sessions]
+    started = time.perf_counter()
+    rounds = 0
+    while rounds < runs or time.perf_counter() - started < min_seconds:
+        order = list(range(len(sessions)))
+        shift = rounds % len(order)
+        for i in order[shift:] + order[:shift]:  # rotate: no model always runs right after another
+            t0 = time.perf_counter_ns()
+            sessions[i].run()
+            samples[i].append((time.perf_counter_ns() - t0) / 1e6)
+        rounds += 1
+        if tick:
+            tick()
+    return samples
 
 
 def speedups(measurements: list[Measurement], models: list[BenchModel]) -> list[SpeedUp]:

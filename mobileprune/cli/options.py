@@ -85,6 +85,10 @@ def _shrink_options() -> dict[str, Opt]:
         ),
         "reconstruct_images": Opt(int, 256, "Images the reconstruction fits on."),
         "rounds": Opt(int, 1, "Allocate and prune in this many rounds, re-measuring in between (NetAdapt-style)."),
+        "runtime": Opt(str | None, None, "--by latency: runtime to measure on (litert, onnxruntime, ...) [litert]."),
+        "threads": Opt(int | None, None, "--by latency: threads of that runtime [1]."),
+        "precision": Opt(str | None, None, "--by latency: fp32, fp16 or int8 file [fp32]."),
+        "cache_dir": Opt(str | None, None, "--by latency: latency table folder [~/.cache/mobileprune/latency]."),
         "device": Opt(str, "cpu", "cpu or cuda."),
         "seed": Opt(int, 0, "Seed of random weights, data order and random criteria."),
     }
@@ -156,6 +160,10 @@ def shrink_config(
     allocation: str = "auto",
     schedule: str = "oneshot",
     distill: bool = False,
+    runtime: str | None = None,
+    threads: int | None = None,
+    precision: str | None = None,
+    cache_dir: str | None = None,
     **settings: Any,
 ) -> ShrinkConfig:
     """A `ShrinkConfig` (target 1.0 until the command sets it) from the shared options.
@@ -193,6 +201,11 @@ def shrink_config(
         criterion_options=criterion_options,
         allocation_options=allocation_options,
         schedule_options=schedule_options,
+        cost_options={
+            k: v
+            for k, v in {"runtime": runtime, "threads": threads, "precision": precision, "cache_dir": cache_dir}.items()
+            if v is not None
+        },
         **settings,
     )
 
@@ -203,6 +216,17 @@ def _declares(registry, name: str, option: str) -> bool:
 
 def target(text: str) -> float:
     return parse_target(text)
+
+
+def speedup(text: str) -> float:
+    """'2' → keep 0.5 of the latency; a speed-up must be a number above 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"--speedup must be a number above 1 (2 = twice as fast), not '{text}'") from None
+    if not value > 1 or value != value or value == float("inf"):
+        raise UserError(f"--speedup must be a number above 1 (2 = twice as fast), not {text}")
+    return value
 
 
 def counts(text: str, option: str) -> list[int]:

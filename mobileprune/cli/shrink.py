@@ -7,11 +7,13 @@ import typer
 from rich.console import Console
 
 from .. import api
+from ..errors import UserError
 from ..progress import Progress
 from ..prune.config import ShrinkConfig
 from ..reporting.console import print_report
 from .app import app
 from .convert import convert_and_report, formats
+from .options import speedup as parse_speedup
 from .options import target as parse_target
 from .options import with_options
 
@@ -22,7 +24,10 @@ def shrink(
     model: Annotated[str, typer.Argument(help="Checkpoint, zoo name (mobilenet_v2, timm:NAME, ...) or shrink output.")],
     config: ShrinkConfig,
     load_args: dict,
-    target: Annotated[str, typer.Option(help="Fraction to keep, in (0, 1].")] = "0.84",
+    target: Annotated[str | None, typer.Option(help="Fraction to keep, in (0, 1]. [default: 0.84]")] = None,
+    speedup: Annotated[
+        str | None, typer.Option(help="Measured speed-up to reach on --runtime: --by latency --target 1/SPEEDUP.")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder [default: MODEL's name + .shrunk].")] = None,
     force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
     data: Annotated[Path | None, typer.Option(help="ImageFolder root (train/ and val/) for retraining.")] = None,
@@ -35,7 +40,12 @@ def shrink(
     import torch
 
     console = Console(quiet=quiet)
-    config.target = parse_target(target)
+    if speedup is not None:
+        if target is not None:
+            raise UserError("give --target or --speedup, not both")
+        config.by, config.target = "latency", 1 / parse_speedup(speedup)
+    else:
+        config.target = parse_target(target or "0.84")
     config.validate()
     out = out or default_out(model)
     api.check_output_dir(out, force)

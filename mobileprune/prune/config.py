@@ -47,11 +47,19 @@ class ShrinkConfig:
     criterion_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"pulls_per_channel": 3} for ucb
     allocation_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"max_fraction": 0.5} for global
     schedule_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"slices": 8} for greedy
+    cost_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"runtime": "litert", "threads": 1}
 
     def validate(self) -> None:
         check_target(self.target)
         if self.by not in COST_MODELS:
             raise UserError(f"--by must be one of {', '.join(COST_MODELS.names())}, not '{self.by}'")
+        known = COST_MODELS.options(self.by)
+        unknown = [k for k in self.cost_options if k not in known]
+        if unknown:
+            raise UserError(f"--{unknown[0].replace('_', '-')} applies to --by latency, not --by {self.by}")
+        check = getattr(COST_MODELS.get(self.by), "check", None)
+        if check is not None:
+            check(self.cost_options)
         if self.sparsity_train < 0 or self.l1_gamma < 0:
             raise UserError("--sparsity-train and --l1-gamma must not be negative")
         if self.train.optimizer not in ("adamw", "sgd"):

@@ -9,6 +9,7 @@ run them one by one.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from .config import AUTO, ShrinkConfig
 from .cost import COST_MODELS, Cost, CostModel, LayerCosts, count_cost
 from .criteria import CalibrationData, Criterion
 from .graph import PruningGraph
+from .measured_target import meet_measured_target
 from .plan import ChannelPlan
 from .recover import fine_tune, prepare_recovery, reconstruct_layers, sparsity_train
 from .report import AccuracyReport, ShrinkReport, layer_changes, layer_shapes
@@ -84,6 +86,7 @@ class ShrinkRun:
     removed: dict[str, int] = field(default_factory=dict)  # units removed per group, all rounds together
     kept: dict[str, list[int]] = field(default_factory=dict)  # per edited layer: original indices of its outputs
     reconstruction: dict[str, Any] = field(default_factory=dict)
+    latency_checks: list[dict] = field(default_factory=list)  # --by latency: measured attempts per round
     schedule_log: list[dict] = field(default_factory=list)
     channels_before: dict[str, int] = field(default_factory=dict)
     layers_before: dict[str, list[int]] = field(default_factory=dict)
@@ -184,9 +187,8 @@ def build_graph(run: ShrinkRun) -> None:
     if not run.graph.groups:
         raise UserError(f"{run.loaded.spec.arch}: no prunable channel groups found (every group reaches the output)")
     run.layer_costs = LayerCosts(run.model, run.example, run.graph.groups)
-    run.cost = COST_MODELS.create(
-        run.config.by, offered={"model": run.model, "example": run.example, "groups": run.graph.groups}
-    )
+    offered = {"model": run.model, "example": run.example, "groups": run.graph.groups, "progress": run.progress}
+    run.cost = COST_MODELS.create(run.config.by, offered=offered, **run.config.cost_options)
     if not run.channels_before:  # the unpruned model's, for the report
         run.channels_before = {g.name: run.graph.channels(g.name) for g in run.graph.groups}
         run.layers_before = layer_shapes(run.model)
@@ -239,7 +241,15 @@ def allocate_channels(run: ShrinkRun, target: float) -> None:
             run.model, run.graph, run.criterion, run.batches, run.source, run.data_free, run.progress
         )
         strategy.prepare(inputs)
-        run.allocation = allocate(run.graph.groups, run.cost, strategy, target, config.round_to)
+
+        def allocate_at(aim: float) -> Allocation:
+            return allocate(run.graph.groups, run.cost, strategy, aim, config.round_to)
+
+        if getattr(run.cost, "verified", False):  # a measured cost: time the allocation, correct, repeat
+            run.allocation, checks = meet_measured_target(run.cost, allocate_at, target, run.progress)
+            run.latency_checks.append({"round_target": round(target, 4), "checks": checks})
+        else:
+            run.allocation = allocate_at(target)
     run.round_target = target
     run.timings["allocation_s"] = run.timings.get("allocation_s", 0.0) + time.time() - t
 
@@ -313,7 +323,7 @@ def finish(run: ShrinkRun) -> ShrinkResult:
         config=config.to_json(),
         target=config.target,
         by=config.by,
-        achieved=round(_metric(after, run) / _metric(run.before, run), 4),
+        achieved=round(_achieved(after, run), 4),
         before=run.before,
         after=after,
         allocation={"strategy": _strategy(run), "removed_units": run.removed},
@@ -328,13 +338,34 @@ def finish(run: ShrinkRun) -> ShrinkResult:
         timings_s={k: round(v, 2) for k, v in run.timings.items()},
         versions=versions(),
         reconstruction=run.reconstruction,
+        latency=_latency(run),
     )
     return ShrinkResult(run.model.eval(), loaded.spec, run.plan, report, run.example, dict(run.kept))
 
 
-def _metric(cost: Cost, run: ShrinkRun) -> float:
-    """The target's metric on a counted model: counted where it can be, else as the cost model predicts."""
-    return cost.get(run.config.by) if run.config.by in ("params", "macs") else run.cost.predict(run.allocation.removed)
+def _achieved(after: Cost, run: ShrinkRun) -> float:
+    """The target's metric after / before: counted where it can be, else the last measurement, else predicted."""
+    by = run.config.by
+    if by in ("params", "macs"):
+        return after.get(by) / run.before.get(by)
+    if run.latency_checks:  # each round's measured ratio (pruned vs its unpruned, interleaved), multiplied
+        return math.prod(_kept_check(entry)["measured"] for entry in run.latency_checks)
+    return run.cost.predict(run.allocation.removed) / run.base_cost
+
+
+def _kept_check(entry: dict) -> dict:
+    """The attempt a round kept: the measured one nearest its target."""
+    return min(entry["checks"], key=lambda c: abs(c["measured"] - entry["round_target"]))
+
+
+def _latency(run: ShrinkRun) -> dict[str, Any]:
+    if not run.latency_checks:
+        return {}
+    return {
+        **run.cost.describe(),
+        "rounds": run.latency_checks,
+        "measured_ms": _kept_check(run.latency_checks[-1])["measured_ms"],
+    }
 
 
 def _quick_top1(run: ShrinkRun):

@@ -99,7 +99,7 @@ def fine_tune(run: ShrinkRun) -> None:
     if run.trainer.features is not None:
         run.trainer.features.remove()
         run.trainer.features = None
-    layerwise = run.timings["prune_s"] if config.schedule == "layerwise" else 0
-    run.timings["retrain_s"] = time.time() - t + layerwise
+    while_pruning = run.timings["prune_s"] if config.make_schedule().retrains_while_pruning else 0
+    run.timings["retrain_s"] = time.time() - t + while_pruning
     if run.trainer.steps_done:
         run.accuracy.after_retraining = run.evaluate(run.model, "accuracy after retraining")

@@ -65,6 +65,7 @@ class ShrinkReport:
     versions: dict[str, str]
     mobileprune: str = ""
     reconstruction: dict[str, Any] = field(default_factory=dict)  # layers re-fitted, errors before/after
+    latency: dict[str, Any] = field(default_factory=dict)  # --by latency: runtime, table, predicted vs measured
     files: dict[str, Any] = field(default_factory=dict)  # filled by save_output
 
     def __getitem__(self, key: str) -> Any:
@@ -101,6 +102,8 @@ class ShrinkReport:
         }
         if self.reconstruction:
             out["reconstruction"] = self.reconstruction
+        if self.latency:
+            out["latency"] = self.latency
         if self.files:
             out["files"] = self.files
         return out
@@ -128,6 +131,7 @@ class ShrinkReport:
                 versions=dict(data.get("versions", {})),
                 mobileprune=str(data.get("mobileprune", "")),
                 reconstruction=dict(data.get("reconstruction", {})),
+                latency=dict(data.get("latency", {})),
                 files=dict(data.get("files", {})),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -112,6 +112,22 @@ class LayerCosts:
         after_removed = {**removed, group: removed.get(group, 0) + extra}
         after = self._sum(layers, *self._removed_per_layer(after_removed, layers))
         return Cost(before[0] - after[0], before[1] - after[1])
+
+    def channels_after(
+        self, removed: Mapping[str, int], names: Iterable[str] | None = None
+    ) -> dict[str, tuple[int, int]]:
+        """(input, output) channels of each conv/linear (of `names`, default all) after `removed`."""
+        layers = {n: self._layers[n] for n in (names if names is not None else self._layers) if n in self._layers}
+        out, inn = self._removed_per_layer(removed, layers)
+        return {
+            n: (layer.in0 - inn.get(n, 0), layer.out0 - out.get(n, 0))
+            for n, layer in layers.items()
+            if layer.kind != "channelwise"
+        }
+
+    def macs_per_layer(self) -> dict[str, int]:
+        """MACs of each conv/linear some group touches, unpruned."""
+        return {n: layer.cost(0, 0)[1] for n, layer in self._layers.items() if layer.kind != "channelwise"}
 
     def _removed_per_layer(self, removed: Mapping[str, int], layers) -> tuple[dict, dict]:
         out: dict[str, int] = defaultdict(int)

@@ -61,6 +61,7 @@ class Schedule(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     decides_amounts: ClassVar[bool] = False  # True: ignores the allocation and fills ctx.removals itself
+    retrains_while_pruning: ClassVar[bool] = False  # True: its pruning time is mostly retraining (reported so)
 
     @abstractmethod
     def run(self, ctx: ScheduleContext) -> list[dict]:

@@ -8,6 +8,7 @@ from .oneshot import OneShot
 
 @SCHEDULES.register
 class LayerWise(Schedule):
+    retrains_while_pruning = True
     name = "layerwise"
     description = "one group at a time, --steps-per-layer retraining batches after each"
 

@@ -1,0 +1,124 @@
+"""`--by latency`: milliseconds on the app's runtime, predicted from per-layer tables and verified by timing.
+
+The prediction is additive, as NetAdapt's lookup tables are: the sum of every conv/linear's table time
+(`latency_table.py`) at its pruned width, times a scale, plus an offset. Scale and offset come from
+timing the whole model twice, unpruned and at about half width: what the tables do not see (pooling,
+adds, layout, the runtime's per-inference overhead) partly shrinks with the channels and partly not.
+
+The allocation engine uses it like params or MACs (damage per millisecond saved). Because a prediction
+is not a measurement, `measure()` prunes a copy to an allocation and times it interleaved against the
+unpruned model; the pipeline corrects the allocation until the measured ratio is within tolerance
+(`measured_target.py`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ...progress import SILENT, Progress
+from ...registry import option
+from ..graph import ChannelGroup, PruningGraph
+from .analytic import LayerCosts
+from .base import COST_MODELS
+from .latency_table import LatencyTable, LayerShape, layer_shapes
+
+
+@COST_MODELS.register
+@dataclass
+class LatencyCost:
+    name = "latency"
+    description = "measured milliseconds on --runtime (per-layer tables, then verified by timing)"
+    verified = True  # the pipeline checks its allocations by measurement
+
+    model: nn.Module
+    example: torch.Tensor
+    groups: list[ChannelGroup]
+    runtime: str = option("litert", "runtime the latency is measured on (see `mobileprune bench --help`)")
+    threads: int = option(1, "threads the runtime uses")
+    precision: str = option("fp32", "fp32, fp16 or int8 (the file the app will bundle)")
+    cache_dir: str = option("", "where latency tables are kept (default ~/.cache/mobileprune/latency)")
+    probe: Any = None  # a LatencyProbe; default: this machine, `runtime`
+    progress: Progress = SILENT
+    metric: str = field(init=False, default="latency")
+
+    @staticmethod
+    def check(options: Mapping[str, Any]) -> None:
+        """Before any work: the runtime exists, is installed, and writes files of that precision."""
+        from ...bench.probe import check_runtime
+
+        check_runtime(options.get("runtime", "litert"), options.get("threads", 1), options.get("precision", "fp32"))
+
+    def __post_init__(self) -> None:
+        if self.probe is None:
+            from ...bench.probe import RuntimeProbe
+
+            self.probe = RuntimeProbe(self.runtime, self.threads, self.precision)
+        self.costs = LayerCosts(self.model, self.example, self.groups)
+        touched = {m.module for g in self.groups for m in g.members}
+        self.shapes: dict[str, LayerShape] = layer_shapes(self.model, self.example, touched)
+        self.table = LatencyTable(self.probe, self.cache_dir or None)
+        self.table.ensure(self.shapes.values(), self.progress)
+        self._unpruned_copy = copy.deepcopy(self.model).eval()
+        self.progress.log(f"timing the unpruned and a half-width model on {self.probe.key()['runtime']}")
+        half = {g.name: len(g.units) // 16 * 8 for g in self.groups}  # about half, in multiples of 8
+        first, second, half_ms = self.probe.time([self.model, self.model, self._pruned_copy(half)], self.example)
+        self.whole_ms = (first + second) / 2
+        self.noise = abs(first / second - 1)  # the model against itself, interleaved
+        # what the tables miss (adds, pooling, per-inference overhead) partly scales with the layers, partly
+        # not: two whole-model measurements fit latency = offset + scale · (sum of the layers' table times)
+        full, halved = self._layers_ms({}), self._layers_ms(half)
+        self.scale = (self.whole_ms - half_ms) / (full - halved) if full - halved > 1e-9 else 1.0
+        if not 0 < self.scale < 10:
+            self.scale = 1.0
+        self.fixed_ms = self.whole_ms - self.scale * full
+
+    def _layers_ms(self, removed: Mapping[str, int], names=None) -> float:
+        widths = self.costs.channels_after(removed, names if names is not None else self.shapes)
+        return sum(self.table.ms(self.shapes[n], cin, cout) for n, (cin, cout) in widths.items() if n in self.shapes)
+
+    def baseline(self) -> float:
+        return self.whole_ms
+
+    def predict(self, removed: Mapping[str, int]) -> float:
+        return self.fixed_ms + self.scale * self._layers_ms(removed)
+
+    def saving(self, removed: Mapping[str, int], group: str, extra: int) -> float:
+        names = [n for n in self.costs.groups[group].modules() if n in self.shapes]
+        after = {**removed, group: removed.get(group, 0) + extra}
+        return self.scale * (self._layers_ms(removed, names) - self._layers_ms(after, names))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **self.probe.key(),
+            "table": str(self.table.path),
+            "layers_timed_now": self.table.measured_now,
+            "unpruned_ms": round(self.whole_ms, 4),
+            "offset_ms": round(self.fixed_ms, 4),
+            "scale": round(self.scale, 4),
+            "noise": round(self.noise, 4),
+        }
+
+    def measure(self, removed: Mapping[str, int]) -> tuple[float, float]:
+        """Measured latency ratio (pruned / unpruned, interleaved) of the model pruned as `removed`, and its ms.
+
+        Latency does not depend on which channels go, so the copy loses each group's last units.
+        """
+        base, ms = self.probe.time([self._unpruned_copy, self._pruned_copy(removed)], self.example, careful=True)
+        return ms / base, ms
+
+    def _pruned_copy(self, removed: Mapping[str, int]) -> nn.Module:
+        """A copy of the unpruned model without each group's last `removed` units."""
+        pruned = copy.deepcopy(self._unpruned_copy)
+        graph = PruningGraph(pruned, self.example, [])
+        for group in self.groups:
+            units = removed.get(group.name, 0)
+            if units:
+                order = torch.arange(group.channels, 0, -1, dtype=torch.float32)
+                graph.prune(group.name, group.channels_to_remove(order, units))
+        return pruned

@@ -1,0 +1,142 @@
+"""`--by latency` on a fake runtime whose latency law is known: tables, cache, correction loop, bad input."""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from mobileprune import ShrinkConfig, load_model, shrink
+from mobileprune.prune.cost import COST_MODELS
+from mobileprune.prune.cost.latency_table import LatencyTable, layer_shapes
+from mobileprune.prune.graph import PruningGraph
+
+probe_module = importlib.import_module("mobileprune.bench.probe")
+
+
+class FakeProbe:
+    """Latency = 0.05 ms per inference + Σ layers (MACs/1e6)^1.3: superlinear, so the tables' bilinear fit is off
+    for whole models and only measurement can say where the target really is."""
+
+    def __init__(self, runtime="fake", threads=1, precision="fp32"):
+        self.runtime, self.threads, self.precision = runtime, threads, precision
+        self.calls = 0
+
+    def key(self):
+        return {"runtime": self.runtime, "runtime_version": "1", "precision": self.precision,
+                "threads": str(self.threads), "machine": "test"}  # fmt: skip
+
+    def time(self, models, example, careful=False):
+        self.calls += len(models)
+        return [0.05 + self._layers(m, example) for m in models]
+
+    @staticmethod
+    def _layers(model, example):
+        total = 0.0
+
+        def hook(module, args, out):
+            nonlocal total
+            if isinstance(module, nn.Conv2d):
+                macs = out.numel() * module.in_channels // module.groups * math.prod(module.kernel_size)
+            else:
+                macs = out.numel() * module.in_features
+            total += (macs / 1e6) ** 1.3
+
+        hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        with torch.no_grad():
+            model.eval()(example)
+        for h in hooks:
+            h.remove()
+        return total
+
+
+def _tiny():
+    loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 10, "width_mult": 0.25}, input_size=32)
+    return loaded
+
+
+def _cost(loaded, probe, tmp_path):
+    example = torch.randn(1, 3, 32, 32)
+    graph = PruningGraph(loaded.model, example, [loaded.model.classifier[-1]])
+    offered = {"model": loaded.model, "example": example, "groups": graph.groups, "probe": probe}
+    return COST_MODELS.create("latency", offered=offered, cache_dir=str(tmp_path))
+
+
+def test_tables_are_built_once_and_cached_per_runtime_and_thread_count(tmp_path):
+    loaded = _tiny()
+    first = _cost(loaded, FakeProbe(), tmp_path)
+    assert first.table.measured_now > 10 and first.table.path.exists()
+    again_probe = FakeProbe()
+    again = _cost(loaded, again_probe, tmp_path)
+    assert again.table.measured_now == 0 and again_probe.calls == 3  # whole models only: unpruned twice, half width
+    assert again.baseline() == pytest.approx(first.baseline())
+    other = _cost(loaded, FakeProbe(threads=2), tmp_path)
+    assert other.table.path != first.table.path and other.table.measured_now == first.table.measured_now
+    assert _cost(loaded, FakeProbe(runtime="other"), tmp_path).table.path not in (first.table.path, other.table.path)
+
+
+def test_a_killed_table_resumes_from_what_was_measured(tmp_path):
+    loaded = _tiny()
+    example = torch.randn(1, 3, 32, 32)
+    shapes = list(layer_shapes(loaded.model, example, [n for n, _ in loaded.model.named_modules()]).values())
+    table = LatencyTable(FakeProbe(), tmp_path)
+    table.ensure(shapes[:5])  # "killed" after five layers
+    resumed = LatencyTable(FakeProbe(), tmp_path)
+    resumed.ensure(shapes)
+    done_before = sum(len(s.points()) for s in {s.key(): s for s in shapes[:5]}.values())
+    assert resumed.measured_now == sum(len(s.points()) for s in {s.key(): s for s in shapes}.values()) - done_before
+
+
+def test_prediction_is_exact_at_the_unpruned_model_and_close_when_pruned(tmp_path):
+    loaded = _tiny()
+    cost = _cost(loaded, FakeProbe(), tmp_path)
+    assert cost.predict({}) == pytest.approx(cost.baseline())
+    removed = {g.name: len(g.units) // 16 * 8 for g in cost.groups}  # about half, in multiples of 8 (--round-to)
+    ratio, ms = cost.measure(removed)
+    assert ratio < 0.8
+    assert cost.predict(removed) == pytest.approx(ms, rel=0.1)
+
+
+def test_the_correction_loop_lands_within_five_percent_of_the_measured_target(tmp_path, monkeypatch):
+    monkeypatch.setattr(probe_module, "RuntimeProbe", FakeProbe)
+    monkeypatch.setattr(probe_module, "check_runtime", lambda *a: None)
+    loaded = _tiny()
+    config = ShrinkConfig(target=0.6, by="latency", allocation="uniform", cost_options={"cache_dir": str(tmp_path)})
+    report = shrink(loaded, config).report
+    checks = report.latency["rounds"][0]["checks"]
+    assert abs(report.achieved / 0.6 - 1) <= 0.05, checks
+    truth = 0.05 + FakeProbe._layers(loaded.model, torch.randn(1, 3, 32, 32))
+    assert report.latency["measured_ms"] == pytest.approx(truth, rel=1e-4)  # the model written is the one timed
+    assert all(c["measured"] > 0 for c in checks) and report.by == "latency"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--by", "latency", "--runtime", "nope"], "unknown --runtime 'nope'"),
+        (["--by", "latency", "--precision", "int4"], "--precision int4"),
+        (["--by", "latency", "--threads", "0"], "--threads must be at least 1"),
+        (["--runtime", "litert"], "--runtime applies to --by latency"),
+        (["--speedup", "0.5"], "--speedup must be a number above 1"),
+        (["--speedup", "0"], "--speedup must be a number above 1"),
+        (["--speedup", "abc"], "--speedup must be a number above 1"),
+        (["--speedup", "2", "--target", "0.5"], "give --target or --speedup, not both"),
+    ],
+)
+def test_bad_latency_options_are_one_line_before_any_work(run_cli, tmp_path, args, message):
+    res = run_cli("shrink", "mobilenet_v2", "--input-size", "32", "--out", tmp_path / "o", "--quiet", *args)
+    lines = [line for line in res.err.strip().splitlines() if line.strip()]
+    assert res.code == 2 and len(lines) == 1 and message in lines[0], res.err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_runtime_that_is_not_installed_is_named(run_cli, tmp_path, monkeypatch):
+    from mobileprune.bench.runtimes import RUNTIMES
+
+    runtime = type(RUNTIMES.create("litert"))
+    monkeypatch.setattr(runtime, "missing", lambda self: "ai_edge_litert (pip install ai-edge-litert)")
+    res = run_cli("shrink", "mobilenet_v2", "--speedup", "2", "--out", tmp_path / "o", "--quiet")
+    assert res.code == 2 and "--runtime litert is not installed here: ai_edge_litert" in res.err
