@@ -21,8 +21,9 @@ class FakeProbe:
     """Latency = 0.05 ms per inference + Σ layers (MACs/1e6)^1.3: superlinear, so the tables' bilinear fit is off
     for whole models and only measurement can say where the target really is."""
 
-    def __init__(self, runtime="fake", threads=1, precision="fp32"):
+    def __init__(self, runtime="fake", threads=1, precision="fp32", pad=1):
         self.runtime, self.threads, self.precision = runtime, threads, precision
+        self.pad = pad  # output channels are padded to a multiple of this, as a GEMM's tile does
         self.calls = 0
 
     def key(self):
@@ -31,18 +32,19 @@ class FakeProbe:
 
     def time(self, models, example, careful=False):
         self.calls += len(models)
-        return [0.05 + self._layers(m, example) for m in models]
+        return [0.05 + self._layers(m, example, self.pad) for m in models]
 
     @staticmethod
-    def _layers(model, example):
+    def _layers(model, example, pad=1):
         total = 0.0
 
         def hook(module, args, out):
             nonlocal total
+            padded = out.numel() // out.shape[1] * (math.ceil(out.shape[1] / pad) * pad)
             if isinstance(module, nn.Conv2d):
-                macs = out.numel() * module.in_channels // module.groups * math.prod(module.kernel_size)
+                macs = padded * module.in_channels // module.groups * math.prod(module.kernel_size)
             else:
-                macs = out.numel() * module.in_features
+                macs = padded * module.in_features
             total += (macs / 1e6) ** 1.3
 
         hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -113,6 +115,32 @@ def test_the_correction_loop_lands_within_five_percent_of_the_measured_target(tm
     assert all(c["measured"] > 0 for c in checks) and report.by == "latency"
 
 
+@pytest.mark.parametrize("pad, expected", [(16, 16), (8, 8), (4, 4), (1, 8)])
+def test_round_to_auto_finds_the_multiple_the_runtime_pads_to(tmp_path, pad, expected):
+    cost = _cost(_tiny(), FakeProbe(pad=pad), tmp_path)
+    multiple, why = cost.preferred_multiple()
+    assert multiple == expected, why
+    assert ("kept the default 8" in why) == (pad == 1)
+
+
+def test_round_to_auto_shrinks_to_the_measured_multiple(tmp_path, monkeypatch):
+    monkeypatch.setattr(probe_module, "RuntimeProbe", lambda *args, **kwargs: FakeProbe(pad=16))
+    monkeypatch.setattr(probe_module, "check_runtime", lambda *a: None)
+    loaded = _tiny()
+    config = ShrinkConfig(
+        target=0.7, by="latency", allocation="uniform", round_to="auto", cost_options={"cache_dir": str(tmp_path)}
+    )
+    report = shrink(loaded, config).report
+    assert report.latency["round_to"] == 16 and "pads to it" in report.latency["round_to_auto"]
+    changed = [g for g in report.groups if g["after"] != g["before"]]
+    assert changed and all(g["after"] % 16 == 0 for g in changed)
+
+
+def test_round_to_auto_needs_a_latency_target(run_cli, tmp_path):
+    res = run_cli("shrink", "mobilenet_v2", "--round-to", "auto", "--out", tmp_path / "o", "--quiet")
+    assert res.code == 2 and "--round-to auto measures the runtime: it needs --by latency" in res.err
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -140,3 +168,22 @@ def test_a_runtime_that_is_not_installed_is_named(run_cli, tmp_path, monkeypatch
     monkeypatch.setattr(runtime, "missing", lambda self: "ai_edge_litert (pip install ai-edge-litert)")
     res = run_cli("shrink", "mobilenet_v2", "--speedup", "2", "--out", tmp_path / "o", "--quiet")
     assert res.code == 2 and "--runtime litert is not installed here: ai_edge_litert" in res.err
+
+
+def test_the_phone_probe_times_converted_layers_with_benchmark_model_over_adb(tmp_path, monkeypatch):
+    from test_bench import RECORDED, _fake_adb
+
+    log = _fake_adb(tmp_path, monkeypatch, "R58M123\\tdevice\\n", RECORDED / "current.txt")
+    phone = probe_module.PhoneProbe("adb:R58M123", None, "f0", threads=2)
+    assert phone.key()["runtime"] == "benchmark_model" and "R58M123" in phone.key()["machine"]
+    layer = nn.Sequential(nn.Conv2d(8, 8, 1), nn.ReLU6())
+    assert phone.time([layer, layer], torch.randn(1, 8, 16, 16)) == [11.83, 11.83]  # the recorded phone output
+    calls = log.read_text()
+    assert calls.count("push") == 1  # the same module is converted and pushed once
+    assert "taskset f0 /data/local/tmp/benchmark_model" in calls and "--num_threads=2" in calls
+    assert "getprop ro.product.model" in calls
+
+
+def test_device_adb_is_only_for_latency_targets(run_cli, tmp_path):
+    res = run_cli("shrink", "mobilenet_v2", "--input-size", "32", "--device", "adb", "--out", tmp_path / "o", "--quiet")
+    assert res.code == 2 and "--device applies to --by latency" in res.err

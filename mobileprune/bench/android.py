@@ -143,14 +143,25 @@ class AdbDevice:
             args = ["taskset", self.cpu_mask, *args]
         return " ".join(shlex.quote(a) for a in args)
 
+    def shell(self, *args: str) -> str:
+        return self._adb("shell", *args)
+
+    def push(self, path: Path, remote_name: str) -> str:
+        remote = f"{DEVICE_DIR}/{remote_name}"
+        self._adb("push", str(path), remote)
+        return remote
+
+    def time_file(self, binary: str, remote: str, threads: int, runs: int, warmup: int, min_seconds: float):
+        """benchmark_model's timings of a model file already on the phone."""
+        return parse_benchmark_output(self.shell(self.command(binary, remote, threads, runs, warmup, min_seconds)))
+
     def bench(self, label: str, path: Path, threads: list[int], runs: int, warmup: int, min_seconds: float):
         binary = self.prepare()
-        remote = f"{DEVICE_DIR}/mobileprune-{path.name}"
-        self._adb("push", str(path), remote)
+        remote = self.push(path, f"mobileprune-{path.name}")
         where = f"adb:{self.serial or 'default'}" + (f" taskset {self.cpu_mask}" if self.cpu_mask else "")
         out = []
         for n in threads:
-            t = parse_benchmark_output(self._adb("shell", self.command(binary, remote, n, runs, warmup, min_seconds)))
+            t = self.time_file(binary, remote, n, runs, warmup, min_seconds)
             stats = LatencyStats(
                 runs=t.count or runs,
                 mean_ms=t.mean_ms,

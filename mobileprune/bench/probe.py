@@ -151,3 +151,39 @@ def _silenced() -> Iterator[None]:
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
+
+
+class PhoneProbe(RuntimeProbe):
+    """The same `.tflite` files, timed on an Android phone by `benchmark_model` over adb (one after another:
+    the tool runs one model per invocation, so measurements are sequential, not interleaved)."""
+
+    def __init__(self, device: str, binary: str | None, cpu_mask: str | None, threads: int = 1, precision="fp32"):
+        from .android import AdbDevice
+
+        super().__init__("litert", threads, precision)
+        if not device.startswith("adb"):
+            raise UserError(f"unknown --device '{device}' for --by latency: use adb or adb:SERIAL")
+        self.phone = AdbDevice.from_spec(device, binary, cpu_mask)
+        self.binary = self.phone.prepare()
+        self.model_name = self.phone.shell("getprop", "ro.product.model").strip() or "unknown phone"
+        self._remote: dict[Path, str] = {}
+
+    def key(self) -> dict[str, str]:
+        return {
+            **super().key(),
+            "runtime": "benchmark_model",
+            "runtime_version": "phone",
+            "machine": f"{self.model_name} ({self.phone.serial or 'adb'}), cpu mask {self.phone.cpu_mask or 'all'}",
+        }
+
+    def time(self, models: Sequence[nn.Module], example: torch.Tensor, careful: bool = False) -> list[float]:
+        runs, seconds = (100, 3.0) if careful else (self.runs, self.min_seconds)
+        out = []
+        for model in models:
+            path = self._write(model, example)
+            if path not in self._remote:
+                self._remote[path] = self.phone.push(path, f"mobileprune-probe-{path.parent.name}.tflite")
+            remote = self._remote[path]
+            timing = self.phone.time_file(self.binary, remote, self.threads, runs, 3, seconds)
+            out.append(timing.median_ms if timing.median_ms is not None else timing.mean_ms)
+        return out

@@ -61,7 +61,7 @@ def _shrink_options() -> dict[str, Opt]:
             float, 0.0, "Epochs of sparsity training first: L1 on BN scales (bn) or channel gates (sss)."
         ),
         "l1_gamma": Opt(float, 1e-4, "Sparse penalty: pull on every |BN scale| or sss gate towards 0 per step."),
-        "round_to": Opt(int, 8, "Channel counts become multiples of this."),
+        "round_to": Opt(str, "8", "Channel counts become multiples of this; auto (--by latency): measured."),
         "steps_per_layer": Opt(int, 50, "Retraining batches after each layer."),
         "epochs": Opt(float, 0.0, "Final fine-tune epochs."),
         "distill": Opt(bool, False, "Learn from the unpruned model (no labels needed)."),
@@ -89,7 +89,9 @@ def _shrink_options() -> dict[str, Opt]:
         "threads": Opt(int | None, None, "--by latency: threads of that runtime [1]."),
         "precision": Opt(str | None, None, "--by latency: fp32, fp16 or int8 file [fp32]."),
         "cache_dir": Opt(str | None, None, "--by latency: latency table folder [~/.cache/mobileprune/latency]."),
-        "device": Opt(str, "cpu", "cpu or cuda."),
+        "benchmark_binary": Opt(str | None, None, "--by latency --device adb: benchmark_model to push or run."),
+        "cpu_mask": Opt(str | None, None, "--by latency --device adb: taskset mask, e.g. f0."),
+        "device": Opt(str, "cpu", "cpu or cuda (retraining); adb[:SERIAL]: --by latency measured on that phone."),
         "seed": Opt(int, 0, "Seed of random weights, data order and random criteria."),
     }
 
@@ -164,6 +166,9 @@ def shrink_config(
     threads: int | None = None,
     precision: str | None = None,
     cache_dir: str | None = None,
+    benchmark_binary: str | None = None,
+    cpu_mask: str | None = None,
+    device: str = "cpu",
     **settings: Any,
 ) -> ShrinkConfig:
     """A `ShrinkConfig` (target 1.0 until the command sets it) from the shared options.
@@ -191,6 +196,8 @@ def shrink_config(
         crop_scale=crop_scale,
         feature_weight=feature_weight,
     )
+    if "round_to" in settings:
+        settings["round_to"] = _round_to(settings["round_to"])
     return ShrinkConfig(
         target=1.0,
         criterion=criterion or "l1",
@@ -201,13 +208,33 @@ def shrink_config(
         criterion_options=criterion_options,
         allocation_options=allocation_options,
         schedule_options=schedule_options,
-        cost_options={
-            k: v
-            for k, v in {"runtime": runtime, "threads": threads, "precision": precision, "cache_dir": cache_dir}.items()
-            if v is not None
-        },
+        cost_options=_cost_options(runtime, threads, precision, cache_dir, device, benchmark_binary, cpu_mask),
+        device="cpu" if device.startswith("adb") else device,  # a phone measures latency; training stays here
         **settings,
     )
+
+
+def _round_to(text: str | int) -> int | str:
+    if text == "auto" or isinstance(text, int):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--round-to must be a whole number of at least 1 or auto, not '{text}'") from None
+
+
+def _cost_options(runtime, threads, precision, cache_dir, device, binary, cpu_mask) -> dict[str, Any]:
+    """The --by latency settings the user gave (the cost model has defaults for the rest)."""
+    given = {
+        "runtime": runtime,
+        "threads": threads,
+        "precision": precision,
+        "cache_dir": cache_dir,
+        "device": device if device.startswith("adb") else None,
+        "benchmark_binary": binary,
+        "cpu_mask": cpu_mask,
+    }
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _declares(registry, name: str, option: str) -> bool:

@@ -28,7 +28,7 @@ class ShrinkConfig:
     criterion: str = "l1"
     allocation: str = "auto"  # sensitivity with images, magnitude without (see allocation_name)
     schedule: str = "oneshot"  # reconstruction does per-layer repair for free; layerwise costs steps x layers
-    round_to: int = 8
+    round_to: int | str = 8  # or "auto" with --by latency: the multiple the runtime is fastest at
     steps_per_layer: int = 50
     epochs: float = 0.0
     distill: bool = False
@@ -73,8 +73,11 @@ class ShrinkConfig:
             raise UserError(f"--crop-scale must be in (0, 1], not {self.train.crop_scale}")
         if self.rounds < 1 or self.reconstruct_images < 1:
             raise UserError("--rounds and --reconstruct-images must be at least 1")
-        if self.round_to < 1:
-            raise UserError(f"--round-to must be at least 1, not {self.round_to}")
+        if self.round_to == AUTO:
+            if not hasattr(COST_MODELS.get(self.by), "preferred_multiple"):
+                raise UserError(f"--round-to auto measures the runtime: it needs --by latency, not --by {self.by}")
+        elif not isinstance(self.round_to, int) or self.round_to < 1:
+            raise UserError(f"--round-to must be a whole number of at least 1 or auto, not {self.round_to}")
         if self.batch_size < 1 or self.calibration_images < 1 or self.steps_per_layer < 0 or self.epochs < 0:
             raise UserError(
                 "--batch-size and --calibration-images must be at least 1, --epochs and --steps-per-layer 0"

@@ -86,6 +86,8 @@ class ShrinkRun:
     removed: dict[str, int] = field(default_factory=dict)  # units removed per group, all rounds together
     kept: dict[str, list[int]] = field(default_factory=dict)  # per edited layer: original indices of its outputs
     reconstruction: dict[str, Any] = field(default_factory=dict)
+    round_to: int = 8  # --round-to, resolved ("auto" measured on the runtime)
+    round_to_note: str = ""
     latency_checks: list[dict] = field(default_factory=list)  # --by latency: measured attempts per round
     schedule_log: list[dict] = field(default_factory=list)
     channels_before: dict[str, int] = field(default_factory=dict)
@@ -189,6 +191,7 @@ def build_graph(run: ShrinkRun) -> None:
     run.layer_costs = LayerCosts(run.model, run.example, run.graph.groups)
     offered = {"model": run.model, "example": run.example, "groups": run.graph.groups, "progress": run.progress}
     run.cost = COST_MODELS.create(run.config.by, offered=offered, **run.config.cost_options)
+    run.round_to = _round_to(run)
     if not run.channels_before:  # the unpruned model's, for the report
         run.channels_before = {g.name: run.graph.channels(g.name) for g in run.graph.groups}
         run.layers_before = layer_shapes(run.model)
@@ -243,7 +246,7 @@ def allocate_channels(run: ShrinkRun, target: float) -> None:
         strategy.prepare(inputs)
 
         def allocate_at(aim: float) -> Allocation:
-            return allocate(run.graph.groups, run.cost, strategy, aim, config.round_to)
+            return allocate(run.graph.groups, run.cost, strategy, aim, run.round_to)
 
         if getattr(run.cost, "verified", False):  # a measured cost: time the allocation, correct, repeat
             run.allocation, checks = meet_measured_target(run.cost, allocate_at, target, run.progress)
@@ -271,7 +274,7 @@ def prune(run: ShrinkRun) -> None:
         progress=run.progress,
         cost=run.cost,
         target=run.round_target,
-        round_to=config.round_to,
+        round_to=run.round_to,
     )
     run.schedule_log += schedule.run(ctx)
     if schedule.decides_amounts:
@@ -353,6 +356,18 @@ def _achieved(after: Cost, run: ShrinkRun) -> float:
     return run.cost.predict(run.allocation.removed) / run.base_cost
 
 
+def _round_to(run: ShrinkRun) -> int:
+    """`--round-to` as a number; `auto` asks the (measured) cost model which channel multiple its runtime likes."""
+    if run.config.round_to != AUTO:
+        return int(run.config.round_to)
+    if run.round_to_note:  # measured in the first round already
+        return run.round_to
+    multiple, note = run.cost.preferred_multiple()
+    run.round_to_note = note
+    run.progress.log(f"--round-to auto: {multiple} ({note})")
+    return multiple
+
+
 def _kept_check(entry: dict) -> dict:
     """The attempt a round kept: the measured one nearest its target."""
     return min(entry["checks"], key=lambda c: abs(c["measured"] - entry["round_target"]))
@@ -361,11 +376,9 @@ def _kept_check(entry: dict) -> dict:
 def _latency(run: ShrinkRun) -> dict[str, Any]:
     if not run.latency_checks:
         return {}
-    return {
-        **run.cost.describe(),
-        "rounds": run.latency_checks,
-        "measured_ms": _kept_check(run.latency_checks[-1])["measured_ms"],
-    }
+    auto = {"round_to": run.round_to, "round_to_auto": run.round_to_note} if run.round_to_note else {}
+    kept = _kept_check(run.latency_checks[-1])
+    return {**run.cost.describe(), **auto, "rounds": run.latency_checks, "measured_ms": kept["measured_ms"]}
 
 
 def _quick_top1(run: ShrinkRun):

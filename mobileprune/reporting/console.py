@@ -47,6 +47,15 @@ def print_report(report: ShrinkReport, console: Console) -> None:
         f"time taken {report.timings_s.get('total_s', 0.0):.1f} s",
         highlight=False,
     )
+    latency = report.latency
+    if latency:
+        ms = latency["measured_ms"]
+        console.print(
+            f"latency on {latency['runtime']} {latency['precision']}, {latency['threads']} thread(s) "
+            f"({latency['machine']}): measured {ms:.3f} ms against the unpruned model interleaved, "
+            f"{1 / report.achieved:.2f}x faster (noise {latency['noise']:.1%})",
+            highlight=False,
+        )
     retrain = report.retraining
     if not retrain.get("done"):
         console.print(f"[yellow]{retrain.get('note', '')}[/yellow]")

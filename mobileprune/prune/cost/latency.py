@@ -43,7 +43,10 @@ class LatencyCost:
     threads: int = option(1, "threads the runtime uses")
     precision: str = option("fp32", "fp32, fp16 or int8 (the file the app will bundle)")
     cache_dir: str = option("", "where latency tables are kept (default ~/.cache/mobileprune/latency)")
-    probe: Any = None  # a LatencyProbe; default: this machine, `runtime`
+    device: str = option("", "adb or adb:SERIAL: time on an Android phone with benchmark_model instead")
+    benchmark_binary: str = option("", "benchmark_model: a local file to push, or its path on the phone")
+    cpu_mask: str = option("", "taskset mask on the phone, e.g. f0 for the big cores")
+    probe: Any = None  # a LatencyProbe; default: this machine, `runtime` (or the phone, with `device`)
     progress: Progress = SILENT
     metric: str = field(init=False, default="latency")
 
@@ -56,9 +59,13 @@ class LatencyCost:
 
     def __post_init__(self) -> None:
         if self.probe is None:
-            from ...bench.probe import RuntimeProbe
+            from ...bench.probe import PhoneProbe, RuntimeProbe
 
-            self.probe = RuntimeProbe(self.runtime, self.threads, self.precision)
+            if self.device:
+                binary, mask = self.benchmark_binary or None, self.cpu_mask or None
+                self.probe = PhoneProbe(self.device, binary, mask, self.threads, self.precision)
+            else:
+                self.probe = RuntimeProbe(self.runtime, self.threads, self.precision)
         self.costs = LayerCosts(self.model, self.example, self.groups)
         touched = {m.module for g in self.groups for m in g.members}
         self.shapes: dict[str, LayerShape] = layer_shapes(self.model, self.example, touched)
@@ -103,6 +110,39 @@ class LatencyCost:
             "scale": round(self.scale, 4),
             "noise": round(self.noise, 4),
         }
+
+    def preferred_multiple(self) -> tuple[int, str]:
+        """The channel multiple this runtime is fastest at (`--round-to auto`), measured, with why.
+
+        On the dense layer the tables say is slowest, 17 output widths are timed (two multiples of 16 apart).
+        A runtime that pads channels to a tile of m charges a width between two multiples of m like the next
+        one: its time sits most of the way from the straight line through the multiples up to the next
+        multiple's. The largest m where it does is the answer; with none, the default 8 stays.
+        """
+        dense = [n for n, shape in self.shapes.items() if shape.kind == "conv" and shape.cout >= 24]
+        if not dense:
+            return 8, "no dense layer of 24 or more channels to measure; kept the default 8"
+        name = max(dense, key=lambda n: self.table.ms(self.shapes[n], self.shapes[n].cin, self.shapes[n].cout))
+        shape = self.shapes[name]
+        top = shape.cout // 16 * 16
+        widths = list(range(top - 16, top + 1))
+        times = self.table.widths(shape, widths, self.progress)
+        for multiple in (16, 8, 4):
+            fractions = []
+            for w in widths:
+                if w % multiple:
+                    low, high = w // multiple * multiple, (w // multiple + 1) * multiple
+                    line = times[low] + (times[high] - times[low]) * (w - low) / multiple
+                    step = times[high] - line
+                    fractions.append((times[w] - line) / step if step > 1e-9 else 0.0)
+            fractions.sort()
+            median = fractions[len(fractions) // 2]
+            if median >= 0.5:
+                return multiple, (
+                    f"on {name}, widths between multiples of {multiple} cost {median:.0%} of the way to the next "
+                    "multiple: the runtime pads to it"
+                )
+        return 8, f"on {name}, no channel multiple was measurably faster; kept the default 8"
 
     def measure(self, removed: Mapping[str, int]) -> tuple[float, float]:
         """Measured latency ratio (pruned / unpruned, interleaved) of the model pruned as `removed`, and its ms.

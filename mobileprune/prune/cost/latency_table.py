@@ -161,6 +161,20 @@ class LatencyTable:
                     bar.advance()
                 self.save()
 
+    def widths(self, shape: LayerShape, widths: list[int], progress: Progress = SILENT) -> dict[int, float]:
+        """Milliseconds of `shape` at each output width (full input width), measured once and cached."""
+        entry = self.entries.setdefault(shape.key(), {})
+        with progress.task(f"timing {len(widths)} widths of one layer", len(widths)) as bar:
+            for w in widths:
+                name = f"{shape.cin},{w}"
+                if name not in entry:
+                    module, example = shape.module(shape.cin, w)
+                    entry[name] = self.probe.time([module], example)[0]
+                    self.measured_now += 1
+                bar.advance()
+        self.save()
+        return {w: entry[f"{shape.cin},{w}"] for w in widths}
+
     def _complete(self, shape: LayerShape) -> bool:
         entry = self.entries.get(shape.key(), {})
         return all(f"{i},{o}" in entry for i, o in shape.points())
