@@ -10,10 +10,14 @@ plainly in the log and the report.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..progress import Progress
 from .allocate import Allocation
+from .config import AUTO
+
+if TYPE_CHECKING:
+    from .pipeline import ShrinkRun
 
 TOLERANCE = 0.05  # relative to the requested ratio: 0.475–0.525 for 0.5
 ATTEMPTS = 4
@@ -55,3 +59,28 @@ def meet_measured_target(
             f"{cost.noise:.1%})[/yellow]"
         )
     return allocation, checks
+
+
+def resolve_round_to(run: ShrinkRun) -> int:
+    """`--round-to` as a number; `auto` asks the (measured) cost model which channel multiple its runtime likes."""
+    if run.config.round_to != AUTO:
+        return int(run.config.round_to)
+    if run.round_to_note:  # measured in the first round already
+        return run.round_to
+    multiple, note = run.cost.preferred_multiple()
+    run.round_to_note = note
+    run.progress.log(f"--round-to auto: {multiple} ({note})")
+    return multiple
+
+
+def kept_check(entry: dict) -> dict:
+    """The attempt a round kept: the measured one nearest its target."""
+    return min(entry["checks"], key=lambda c: abs(c["measured"] - entry["round_target"]))
+
+
+def latency_report(run: ShrinkRun) -> dict[str, Any]:
+    if not run.latency_checks:
+        return {}
+    auto = {"round_to": run.round_to, "round_to_auto": run.round_to_note} if run.round_to_note else {}
+    kept = kept_check(run.latency_checks[-1])
+    return {**run.cost.describe(), **auto, "rounds": run.latency_checks, "measured_ms": kept["measured_ms"]}

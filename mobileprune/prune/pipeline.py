@@ -31,7 +31,7 @@ from .config import AUTO, ShrinkConfig
 from .cost import COST_MODELS, Cost, CostModel, LayerCosts, count_cost
 from .criteria import CalibrationData, Criterion
 from .graph import PruningGraph
-from .measured_target import meet_measured_target
+from .measured_target import kept_check, latency_report, meet_measured_target, resolve_round_to
 from .plan import ChannelPlan
 from .recover import fine_tune, prepare_recovery, reconstruct_layers, sparsity_train
 from .report import AccuracyReport, ShrinkReport, layer_changes, layer_shapes
@@ -191,7 +191,7 @@ def build_graph(run: ShrinkRun) -> None:
     run.layer_costs = LayerCosts(run.model, run.example, run.graph.groups)
     offered = {"model": run.model, "example": run.example, "groups": run.graph.groups, "progress": run.progress}
     run.cost = COST_MODELS.create(run.config.by, offered=offered, **run.config.cost_options)
-    run.round_to = _round_to(run)
+    run.round_to = resolve_round_to(run)
     if not run.channels_before:  # the unpruned model's, for the report
         run.channels_before = {g.name: run.graph.channels(g.name) for g in run.graph.groups}
         run.layers_before = layer_shapes(run.model)
@@ -341,7 +341,7 @@ def finish(run: ShrinkRun) -> ShrinkResult:
         timings_s={k: round(v, 2) for k, v in run.timings.items()},
         versions=versions(),
         reconstruction=run.reconstruction,
-        latency=_latency(run),
+        latency=latency_report(run),
     )
     return ShrinkResult(run.model.eval(), loaded.spec, run.plan, report, run.example, dict(run.kept))
 
@@ -352,33 +352,8 @@ def _achieved(after: Cost, run: ShrinkRun) -> float:
     if by in ("params", "macs"):
         return after.get(by) / run.before.get(by)
     if run.latency_checks:  # each round's measured ratio (pruned vs its unpruned, interleaved), multiplied
-        return math.prod(_kept_check(entry)["measured"] for entry in run.latency_checks)
+        return math.prod(kept_check(entry)["measured"] for entry in run.latency_checks)
     return run.cost.predict(run.allocation.removed) / run.base_cost
-
-
-def _round_to(run: ShrinkRun) -> int:
-    """`--round-to` as a number; `auto` asks the (measured) cost model which channel multiple its runtime likes."""
-    if run.config.round_to != AUTO:
-        return int(run.config.round_to)
-    if run.round_to_note:  # measured in the first round already
-        return run.round_to
-    multiple, note = run.cost.preferred_multiple()
-    run.round_to_note = note
-    run.progress.log(f"--round-to auto: {multiple} ({note})")
-    return multiple
-
-
-def _kept_check(entry: dict) -> dict:
-    """The attempt a round kept: the measured one nearest its target."""
-    return min(entry["checks"], key=lambda c: abs(c["measured"] - entry["round_target"]))
-
-
-def _latency(run: ShrinkRun) -> dict[str, Any]:
-    if not run.latency_checks:
-        return {}
-    auto = {"round_to": run.round_to, "round_to_auto": run.round_to_note} if run.round_to_note else {}
-    kept = _kept_check(run.latency_checks[-1])
-    return {**run.cost.describe(), **auto, "rounds": run.latency_checks, "measured_ms": kept["measured_ms"]}
 
 
 def _quick_top1(run: ShrinkRun):
