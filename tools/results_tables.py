@@ -1,0 +1,66 @@
+"""Print the README's tables from benchmarks/results/*.json, so the numbers in the README are the files'.
+
+python tools/results_tables.py accuracy      # accuracy_at_2x.json
+python tools/results_tables.py latency       # latency_target.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+
+
+def _f(x, digits=3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def accuracy() -> None:
+    data = json.loads((RESULTS / "accuracy_at_2x.json").read_text())
+    print(f"unpruned top-1 {data['unpruned_top1']:.3f}; recovery {data['recovery']['steps']} steps of 32")
+    print(
+        "| MACs target | method | MACs kept | params kept | pruned | + reconstruction | + distillation "
+        "| wall (prune / recon / distill) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in data["rows"]:
+        print(
+            f"| {r['target_macs']:g} | {r['method']} | {r['mac_ratio']:.3f} | {r['params_ratio']:.3f} | "
+            f"{_f(r['top1_pruned'])} | {_f(r['top1_reconstructed'])} | {_f(r['top1_distilled'])} | "
+            f"{r['prune_s']:.0f} / {r['reconstruct_s']:.0f} / {r['distill_s']:.0f} s |"
+        )
+
+
+def latency() -> None:
+    data = json.loads((RESULTS / "latency_target.json").read_text())
+    print(
+        "| model | asked | measured speed-up | noise | MACs kept | params kept "
+        "| checks during shrink (measured) | wall |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in data["speedups"]:
+        checks = ", ".join(f"{c['measured']:.3f}" for c in r["checks_during_shrink"])
+        print(
+            f"| {r['arch']} | {r['asked_speedup']:g}x | {r['measured_speedup']:.2f}x | {r['noise']:.1%} | "
+            f"{r['mac_ratio']:.3f} | {r['params_ratio']:.3f} | {checks} | {r['wall_s']:.0f} s |"
+        )
+    if "accuracy" in data:
+        a = data["accuracy"]
+        for name in ("by_latency", "by_macs"):
+            row = a[name]
+            print(
+                f"{name}: top-1 {row['top1']:.3f}, speed-up {row['measured_speedup']:.2f}x, MACs {row['mac_ratio']:.3f}"
+            )
+        print(f"noise {a['noise']:.1%}, unpruned top-1 {a['unpruned_top1']:.3f}")
+    if "latency_model" in data:
+        m = data["latency_model"]
+        print(
+            f"latency model: {len(m['variants'])} variants, "
+            f"median error {m['median_error']:.1%}, worst {m['worst_error']:.1%}"
+        )
+
+
+if __name__ == "__main__":
+    {"accuracy": accuracy, "latency": latency}[sys.argv[1]]()
