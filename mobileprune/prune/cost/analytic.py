@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -34,6 +34,17 @@ class Cost:
         return getattr(self, metric)
 
 
+def forward_with_hooks(model: nn.Module, example: torch.Tensor, hooks: Iterable[tuple[nn.Module, Callable]]) -> None:
+    """One eval-mode, no-grad forward of a single sample with forward hooks on the given modules, removed after."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
+    try:
+        with torch.no_grad():
+            model.eval()(example[:1])
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def count_cost(model: nn.Module, example_input: torch.Tensor) -> Cost:
     """Parameters and MACs of `model` for one input of `example_input`'s size."""
     macs = 0
@@ -47,15 +58,8 @@ def count_cost(model: nn.Module, example_input: torch.Tensor) -> Cost:
         elif isinstance(module, nn.Linear):
             macs += per_sample * module.in_features
 
-    handles = [
-        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
-    ]
-    try:
-        with torch.no_grad():
-            model.eval()(example_input[:1])
-    finally:
-        for h in handles:
-            h.remove()
+    layers = [m for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    forward_with_hooks(model, example_input, [(m, hook) for m in layers])
     return Cost(sum(p.numel() for p in model.parameters()), int(macs))
 
 
@@ -163,13 +167,7 @@ def _layer_shapes(model: nn.Module, example_input: torch.Tensor, names: set[str]
 
         return hook
 
-    handles = [m.register_forward_hook(make_hook(n)) for n, m in modules.items()]
-    try:
-        with torch.no_grad():
-            model.eval()(example_input[:1])
-    finally:
-        for h in handles:
-            h.remove()
+    forward_with_hooks(model, example_input, [(m, make_hook(n)) for n, m in modules.items()])
 
     layers: dict[str, _Layer] = {}
     for name, m in modules.items():

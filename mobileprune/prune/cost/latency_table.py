@@ -26,6 +26,7 @@ import torch.nn as nn
 from ...atomic import write_json
 from ...progress import SILENT, Progress
 from ..graph import is_depthwise
+from .analytic import forward_with_hooks
 
 TABLE_FORMAT = 1
 
@@ -103,17 +104,12 @@ def layer_shapes(model: nn.Module, example: torch.Tensor, names: Iterable[str]) 
 
         return hook
 
-    handles = [
-        m.register_forward_hook(make_hook(n))
+    hooks = [
+        (m, make_hook(n))
         for n, m in model.named_modules()
         if n in wanted and (isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and _plain_conv(m)))
     ]
-    try:
-        with torch.no_grad():
-            model.eval()(example[:1])
-    finally:
-        for h in handles:
-            h.remove()
+    forward_with_hooks(model, example, hooks)
     return shapes
 
 
