@@ -6,12 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench-shrink bench-convert bench-speed bench-sweep bench-data-free bench-accuracy bench-latency clean
+.PHONY: demo test test-all lint bench-shrink bench-convert bench-speed bench-sweep bench-data-free bench-accuracy bench-latency bench-mediapipe clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,convert]" -c constraints.txt
+	$(BIN)/pip install -q -e ".[dev,convert,mediapipe]" -c constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -45,6 +45,9 @@ bench-data-free: $(STAMP)
 
 bench-accuracy: $(STAMP)
 	$(BIN)/python benchmarks/accuracy_at_2x.py
+
+bench-mediapipe: $(STAMP)
+	$(BIN)/python benchmarks/mediapipe_imagenet.py
 
 bench-latency: $(STAMP)  # run on an otherwise idle machine
 	$(BIN)/python benchmarks/latency_target.py

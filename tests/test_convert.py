@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
-from mobileprune.export import FORMATS, convert
+from mobileprune.export import FORMATS, ModelAbout, convert
 from mobileprune.export.convert import CheckInputs, judge
 
 VARIANTS = {
@@ -31,13 +31,15 @@ def _tiny_pruned(arch: str, tmp_path):
 def test_pruned_mobilenet_converts_to_every_format(arch, tmp_path):
     loaded = _tiny_pruned(arch, tmp_path)
     labels = [f"class {i}" for i in range(10)]
-    results = {r.format: r for r in convert(loaded, FORMATS.names(), tmp_path / "bundle", labels=labels)}
+    about = ModelAbout("", "", version="2", author="Ada", license="MIT")
+    results = {r.format: r for r in convert(loaded, FORMATS.names(), tmp_path / "bundle", labels=labels, about=about)}
     for name in ("onnx", "tflite", "executorch"):
         assert results[name].ok and results[name].max_abs_diff <= 1e-4, results[name]
     coreml = results["coreml"]
     assert coreml.ok and coreml.precision == "fp16"
     assert coreml.details["inputs"] == ["image"] and coreml.details["classifier"] == "classLabel"
     assert coreml.details["ops"] > 10
+    assert (coreml.details["author"], coreml.details["license"], coreml.details["version"]) == ("Ada", "MIT", "2")
     bundle = tmp_path / "bundle"
     assert {p.name for p in bundle.iterdir()} == {
         "model.onnx",
@@ -121,9 +123,19 @@ def test_int8_tflite_is_full_integer_with_data_and_dynamic_range_without(tmp_pat
     assert calibrated.file == "model.int8.tflite" and "full-integer" in calibrated.notes[0]
     assert "images" in calibrated.check and "random" not in calibrated.check  # checked on the real val images
     interpreter = Interpreter(model_path=str(tmp_path / "a" / calibrated.file))
-    assert interpreter.get_input_details()[0]["dtype"] == np.int8  # what NPUs and int8 kernels want
+    # the app-ready file: int8 inside, float 0-1 pixels in and float scores out, as MediaPipe reads them
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32
+    assert interpreter.get_output_details()[0]["dtype"] == np.float32
+    assert "tensors: FLOAT32 input, FLOAT32 output" in calibrated.notes
     meta = json.loads((tmp_path / "a" / "metadata.json").read_text())
     assert meta["check"]["inputs"].startswith("16 real images") and "(val)" in meta["check"]["inputs"]
+
+    tensor_input = convert(
+        loaded, ["tflite"], tmp_path / "t", precisions=["int8"], data=image_folder, layout="nchw", normalize=False
+    )[0]
+    interpreter = Interpreter(model_path=str(tmp_path / "t" / tensor_input.file))
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8  # what NPUs and int8 kernels want
+    assert "tensors: INT8 input, INT8 output" in tensor_input.notes
 
     dynamic = convert(loaded, ["tflite"], tmp_path / "b", precisions=["int8"])[0]
     assert "dynamic-range" in dynamic.notes[0] and dynamic.check.startswith("not checked: needs real images")
@@ -146,20 +158,29 @@ def test_int8_check_is_top1_agreement_on_real_images():
     assert judge("fp32", reference + 2e-4, reference, real) == ("FAILED (max |diff| 2.0e-04 > 0.0001)", False)
 
 
-def test_nhwc_layout_and_metadata_travel_into_the_tflite_file(tmp_path, image_folder):
+def test_tflite_is_nhwc_pixels_by_default_and_nchw_stays_available(tmp_path, image_folder):
     from ai_edge_litert.interpreter import Interpreter
 
     from mobileprune.export.tflite_format import read_metadata
 
     loaded = _tiny_pruned("mobilenet_v3_small", tmp_path)
     labels = [f"class {i}" for i in range(10)]
-    results = convert(loaded, ["tflite", "onnx"], tmp_path / "b", layout="nhwc", labels=labels, data=image_folder)
-    assert all(r.ok and r.layout == "NHWC" and r.max_abs_diff <= 1e-4 for r in results), results
+    results = convert(loaded, ["tflite", "onnx"], tmp_path / "b", labels=labels, data=image_folder)
+    assert all(r.ok and r.max_abs_diff <= 1e-4 for r in results), results
+    assert [r.layout for r in results] == ["NHWC", "NCHW"]  # each format's own default
     interpreter = Interpreter(model_path=str(tmp_path / "b" / "model.tflite"))
     assert list(interpreter.get_input_details()[0]["shape"]) == [1, 32, 32, 3]
     embedded = read_metadata(tmp_path / "b" / "model.tflite")
     assert embedded["input"]["layout"] == "NHWC" and embedded["input"]["size"] == [32, 32]
-    assert embedded["input"]["mean"] == list(loaded.spec.mean) and embedded["labels"] == labels
+    assert embedded["input"]["normalized_in_model"]["mean"] == list(loaded.spec.mean)
+    assert embedded["input"]["mean"] == [0.0] * 3 and embedded["labels"] == labels
+    assert results[1].input["mean"] == list(loaded.spec.mean)  # onnx: normalised tensors, as PyTorch took
+
+    nchw = convert(loaded, ["tflite"], tmp_path / "c", labels=labels, layout="nchw", normalize=False)[0]
+    assert nchw.ok and nchw.layout == "NCHW" and nchw.max_abs_diff <= 1e-4
+    interpreter = Interpreter(model_path=str(tmp_path / "c" / "model.tflite"))
+    assert list(interpreter.get_input_details()[0]["shape"]) == [1, 3, 32, 32]
+    assert read_metadata(tmp_path / "c" / "model.tflite")["input"]["mean"] == list(loaded.spec.mean)
 
 
 def test_convert_cli_refuses_unknown_layout_and_precision(run_cli, tmp_path):
@@ -167,13 +188,16 @@ def test_convert_cli_refuses_unknown_layout_and_precision(run_cli, tmp_path):
     assert res.code == 2 and "unknown layout 'nchw4'" in res.err
     res = run_cli("convert", "mobilenet_v2", "--precision", "int4", "--out", tmp_path / "b")
     assert res.code == 2 and "unknown precision 'int4': choose from fp32, fp16, int8" in res.err
+    res = run_cli("convert", "mobilenet_v2", "--normalize", "twice", "--out", tmp_path / "b")
+    assert res.code == 2 and "unknown --normalize 'twice': choose from in-model, in-app" in res.err
     assert not (tmp_path / "b").exists()
 
 
 def test_coreml_normalises_inside_the_model_exactly_per_channel():
     import torch
 
-    from mobileprune.export.coreml_format import CoreMLExporter, NormalizedInput, normalize, to_pixels
+    from mobileprune.export.app_input import NormalizedInput, normalize, to_pixels
+    from mobileprune.export.coreml_format import CoreMLExporter
 
     spec = load_model("mobilenet_v2", arch_kwargs={"width_mult": 0.25}).spec
     pixels = np.random.default_rng(0).integers(0, 256, size=(2, 3, 8, 8)).astype(np.uint8)

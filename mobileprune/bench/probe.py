@@ -11,13 +11,9 @@ the conv alone and not the layout transposes a whole network pays once.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 import platform
-import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -27,6 +23,7 @@ import torch.nn as nn
 from ..errors import UserError
 from ..export.base import FORMATS, ExportRequest
 from ..models import ModelSpec
+from ..quiet import native_output_silenced
 from .measure import time_interleaved
 from .runtimes import RUNTIMES, CannotRun
 from .stats import LatencyStats
@@ -130,27 +127,8 @@ class RuntimeProbe:
         spec = ModelSpec("probe", "torchvision", "probe", input_size=size, num_classes=1, label_set=None)
         calibration = torch.randn(8, *sample.shape[1:]).numpy() if self.precision == "int8" else None
         request = ExportRequest(wrapped, spec, sample, folder, precision=self.precision, calibration=calibration)
-        with _silenced():
+        with native_output_silenced():
             return self.exporter.export(request)
-
-
-@contextlib.contextmanager
-def _silenced() -> Iterator[None]:
-    """Converters print progress from Python and from C++: hide both (file descriptors 1 and 2) meanwhile."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 1)
-        os.dup2(null.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                yield
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
 
 
 class PhoneProbe(RuntimeProbe):

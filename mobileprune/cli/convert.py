@@ -8,7 +8,7 @@ from rich.console import Console
 
 from .. import api
 from ..errors import UserError
-from ..export import FORMATS, parse_formats, parse_layout, parse_precisions
+from ..export import FORMATS, ModelAbout, parse_formats, parse_layout, parse_normalize, parse_precisions
 from ..export.convert import check_bundle_dir, check_export_options
 from ..progress import Progress
 from ..reporting.console import print_conversion
@@ -35,7 +35,23 @@ def convert(
     data: Annotated[
         Path | None, typer.Option(help="Images: real check inputs and int8 calibration (else random inputs).")
     ] = None,
-    layout: Annotated[str, typer.Option(help="Tensor input layout: nchw (PyTorch's) or nhwc (camera).")] = "nchw",
+    layout: Annotated[
+        str | None,
+        typer.Option(help="Tensor input layout: nhwc (camera; the tflite default) or nchw (PyTorch's; the others)."),
+    ] = None,
+    normalize: Annotated[
+        str | None,
+        typer.Option(
+            help="in-model: the file takes 0-1 RGB and normalises per channel itself (the tflite default); "
+            "in-app: it takes normalised tensors like PyTorch (the others)."
+        ),
+    ] = None,
+    author: Annotated[str, typer.Option(help="Author written into the files' metadata (TFLite, Core ML).")] = "",
+    license: Annotated[str, typer.Option(help="License written into the files' metadata.")] = "",
+    version: Annotated[str, typer.Option(help="Model version written into the files' metadata.")] = "1",
+    description: Annotated[
+        str | None, typer.Option(help="One-line description for the metadata (default: arch, size, cost).")
+    ] = None,
     calibration_images: Annotated[int, typer.Option(help="int8 calibration images taken from --data.")] = 100,
     check_images: Annotated[int, typer.Option(help="Real images the checks run on (with --data).")] = 64,
     coreml_target: Annotated[str, typer.Option(help="Core ML minimum deployment target: iOS16, iOS17, ...")] = "iOS16",
@@ -46,7 +62,8 @@ def convert(
     console = Console(quiet=quiet)
     wanted = formats(to)
     precisions = parse_precisions(precision)
-    channel_layout = parse_layout(layout)
+    channel_layout = parse_layout(layout) if layout is not None else None
+    normalized_in_model = parse_normalize(normalize) if normalize is not None else None
     if calibration_images < 1 or check_images < 1:
         raise UserError("--calibration-images and --check-images must be at least 1")
     check_export_options(wanted, {"coreml_target": coreml_target})
@@ -58,6 +75,8 @@ def convert(
     options = {
         "data": data,
         "layout": channel_layout,
+        "normalize": normalized_in_model,
+        "about": ModelAbout("", description or "", version, author, license),  # blanks: convert describes
         "calibration_images": calibration_images,
         "check_images": check_images,
         "coreml_target": coreml_target,

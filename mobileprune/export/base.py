@@ -19,20 +19,34 @@ import torch.nn as nn
 
 from ..models import ModelSpec
 from ..registry import Registry
+from .app_input import AppInput
+
+
+@dataclass
+class ModelAbout:
+    """What the file is and who made it, for the formats' own description fields (TFLite metadata, Core ML)."""
+
+    name: str
+    description: str
+    version: str = ""
+    author: str = ""
+    license: str = ""
 
 
 @dataclass
 class ExportRequest:
     model: nn.Module
     spec: ModelSpec
-    example: torch.Tensor  # one input, NCHW float32
+    example: torch.Tensor  # one input, as the file takes it (see app_input)
     folder: Path  # where the file goes
     labels: list[str] | None = None
     precision: str = "fp32"
-    calibration: np.ndarray | None = None  # real images (NCHW, normalised) for int8 activation ranges
+    calibration: np.ndarray | None = None  # real images, as the file takes them, for int8 activation ranges
     metadata: dict = field(default_factory=dict)  # what an app needs (input, normalisation, labels)
     notes: list[str] = field(default_factory=list)  # what the exporter chose, e.g. the int8 scheme
     options: dict[str, str] = field(default_factory=dict)  # format-specific, e.g. {"coreml_target": "iOS17"}
+    app_input: AppInput = field(default_factory=AppInput)  # what `model`'s input takes (layout, 0–1 or normalised)
+    about: ModelAbout | None = None
 
 
 class Exporter(ABC):
@@ -40,6 +54,7 @@ class Exporter(ABC):
     file_name: ClassVar[str]  # predictable name inside the bundle (for the first precision)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)  # what it can write; the first is its default
     takes_tensor_input: ClassVar[bool] = True  # False: an image input (Core ML), so --layout does not apply
+    default_input: ClassVar[AppInput] = AppInput()  # its tensor input without --layout/--normalize
     extra: ClassVar[str]  # `pip install mobileprune[EXTRA]`
     requires: ClassVar[tuple[str, ...]]  # importable modules it needs
     distributions: ClassVar[tuple[str, ...]]  # pip names whose versions go into metadata.json
@@ -82,6 +97,11 @@ class Exporter(ABC):
     @abstractmethod
     def run(self, path: Path, inputs: np.ndarray) -> np.ndarray | str:
         """Outputs for NCHW `inputs`, or a string saying why this machine cannot run the file."""
+
+    def client_check(self, path: Path, request: ExportRequest, inputs: np.ndarray) -> tuple[str, bool] | None:
+        """Load the file in the client an app would use and compare its top-1 with PyTorch's on `inputs`
+        (as the file takes them): (verdict, ok), or None when the format has no such client here."""
+        return None
 
     def describe(self, path: Path) -> dict | None:
         """What the saved file declares (inputs, outputs, op count), for formats that cannot run here."""

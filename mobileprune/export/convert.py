@@ -6,30 +6,30 @@ the other formats are still produced; the bundle's metadata.json says what happe
 
 from __future__ import annotations
 
-import contextlib
-import io
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from ..artifacts import LoadedModel
 from ..atomic import atomic_folder, prepare_output_dir, write_json
 from ..errors import UserError
 from ..models import ModelSpec
+from ..models.labels import class_names
 from ..progress import SILENT, Progress
 from ..prune.cost import count_cost
+from ..quiet import native_output_silenced
 from ..reporting.provenance import versions
 from ..train.data import calibration_batches, open_data
-from .base import FORMATS, ExportRequest
+from ..version import __version__
+from .app_input import AppInput
+from .base import FORMATS, Exporter, ExportRequest, ModelAbout
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}  # max |logit diff| against PyTorch, per unit of max(1, max |logit|)
 INT8_AGREEMENT = 0.95  # int8: share of real images whose top-1 class equals PyTorch's
 PRECISIONS = (*TOLERANCE, "int8")
-LAYOUTS = ("nchw", "nhwc")
 
 
 @dataclass
@@ -39,17 +39,6 @@ class CheckInputs:
     images: np.ndarray  # NCHW float32, normalised as the model expects
     real: bool
     description: str
-
-
-class ChannelsLastInput(nn.Module):
-    """Takes NHWC input, as Android camera pipelines deliver it, and hands NCHW to the model."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.permute(0, 3, 1, 2))
 
 
 @dataclass
@@ -64,6 +53,7 @@ class FormatResult:
     ok: bool
     details: dict | None = None
     layout: str = "NCHW"  # of the file's input: NCHW, NHWC, or image (Core ML)
+    input: dict | None = None  # what the app feeds this file (layout, range, normalisation)
     notes: list[str] = field(default_factory=list)  # what the exporter chose, e.g. the int8 scheme
 
 
@@ -73,13 +63,6 @@ def parse_formats(text: str) -> list[str]:
 
 def parse_precisions(text: str) -> list[str]:
     return _parse_choices(text, "precision", list(PRECISIONS))
-
-
-def parse_layout(text: str) -> str:
-    names = _parse_choices(text, "layout", list(LAYOUTS))
-    if len(names) != 1:
-        raise UserError(f"--layout takes one of {', '.join(LAYOUTS)}, not '{text}'")
-    return names[0]
 
 
 def _parse_choices(text: str, what: str, allowed: list[str]) -> list[str]:
@@ -141,7 +124,9 @@ def convert(
     data: str | Path | None = None,
     labels: list[str] | None = None,
     precisions: list[str] | None = None,
-    layout: str = "nchw",
+    layout: str | None = None,
+    normalize: bool | None = None,
+    about: ModelAbout | None = None,
     check_images: int = 64,
     calibration_images: int = 100,
     coreml_target: str | None = None,
@@ -151,58 +136,60 @@ def convert(
     """Write one file per format into `out` and check each numerically; returns per-format results.
 
     `data` (an image folder) gives real check images and the int8 calibration set; without it the
-    checks use seeded random inputs and int8 falls back to dynamic-range.
+    checks use seeded random inputs and int8 falls back to dynamic-range. `layout` and `normalize`
+    (True: the file takes 0–1 RGB and normalises itself) override each format's own default input;
+    `labels` default to the spec's class names (ImageNet presets), `about` to a generated description.
     """
     options = {"coreml_target": coreml_target} if coreml_target else {}
     check_export_options(formats, options)
     out = check_bundle_dir(out, force)
     model, spec = loaded.model.eval(), loaded.spec
-    size = spec.input_size
-    example = torch.randn(1, 3, size, size)
+    labels = labels or class_names(spec)
+    example = torch.randn(1, 3, spec.input_size, spec.input_size)
+    cost = count_cost(model, example)
+    about = described(about, spec, cost.params, cost.macs)
     calibration = None
     if data is not None:
         progress.log(f"reading check and calibration images from {data} ...")
         inputs, calibration = real_images(data, spec, check_images, calibration_images)
     else:
-        inputs = random_inputs(size)
+        inputs = random_inputs(spec.input_size)
     with torch.no_grad():
         reference = model(torch.from_numpy(inputs.images)).numpy()
-    app_input = {
-        "size": [size, size],
-        "layout": layout.upper(),
-        "dtype": "float32",
-        "mean": list(spec.mean),
-        "std": list(spec.std),
-        "range": "0-1 RGB, then (x - mean) / std",
-    }
-    embedded = {"arch": spec.arch, "input": app_input, "classes": spec.num_classes, "labels": labels}
     results: list[FormatResult] = []
     with atomic_folder(out, replace=force, is_ours=is_bundle) as tmp:
         for name in formats:
             exporter = FORMATS.create(name)
             # requested precisions this format can write; its own default when it can write none of them
             wanted = [p for p in (precisions or []) if p in exporter.precisions] or [exporter.precisions[0]]
-            channels_last = layout == "nhwc" and exporter.takes_tensor_input
+            app_input = file_input(exporter, layout, normalize)
+            fed = replace(inputs, images=app_input.feed(inputs.images, spec))
             for precision in wanted:
-                progress.log(f"converting to {name} ({precision}{', NHWC' if channels_last else ''}) ...")
+                progress.log(f"converting to {name} ({precision}, {input_words(exporter, app_input)}) ...")
                 request = ExportRequest(
-                    ChannelsLastInput(model) if channels_last else model,
+                    app_input.wrap(model, spec),
                     spec,
-                    example.permute(0, 2, 3, 1).contiguous() if channels_last else example,
+                    torch.from_numpy(app_input.feed(example.numpy(), spec)),
                     tmp,
                     labels,
                     precision,
-                    _channels_last(calibration) if channels_last and calibration is not None else calibration,
-                    {**embedded, "input": {**app_input, "layout": "NHWC" if channels_last else "NCHW"}},
+                    app_input.feed(calibration, spec) if calibration is not None else None,
+                    {
+                        "arch": spec.arch,
+                        "input": app_input.describe(spec),
+                        "classes": spec.num_classes,
+                        "labels": labels,
+                    },
                     options=options,
+                    app_input=app_input,
+                    about=about,
                 )
-                fed = replace(inputs, images=_channels_last(inputs.images)) if channels_last else inputs
                 result = _convert_one(name, request, fed, reference, check)
-                result.layout = "NHWC" if channels_last else ("image" if not exporter.takes_tensor_input else "NCHW")
+                result.layout = app_input.layout.upper() if exporter.takes_tensor_input else "image"
+                result.input = request.metadata["input"] if exporter.takes_tensor_input else None
                 results.append(result)
         if labels:
             (tmp / "labels.txt").write_text("\n".join(labels) + "\n")
-        cost = count_cost(model, example)
         write_json(
             tmp / "metadata.json",
             {
@@ -212,7 +199,8 @@ def convert(
                     "sha256": loaded.sha256,
                     "weights": loaded.weights,
                 },
-                "input": app_input,
+                "about": asdict(about),
+                "input": AppInput().describe(spec),  # PyTorch's; each format's own is in formats[].input
                 "classes": spec.num_classes,
                 "labels": "labels.txt" if labels else None,
                 "params": cost.params,
@@ -230,6 +218,33 @@ def convert(
     return results
 
 
+def file_input(exporter: Exporter, layout: str | None, normalize: bool | None) -> AppInput:
+    """The input a format's file takes: the user's choice where given, else the format's own default."""
+    if not exporter.takes_tensor_input:  # an image input normalises itself (Core ML)
+        return AppInput()
+    default = exporter.default_input
+    return AppInput(
+        layout if layout is not None else default.layout,
+        normalize if normalize is not None else default.normalized_in_model,
+    )
+
+
+def input_words(exporter: Exporter, app_input: AppInput) -> str:
+    if not exporter.takes_tensor_input:
+        return "image input"
+    return f"{app_input.layout.upper()}, " + ("0-1 RGB input" if app_input.normalized_in_model else "normalised input")
+
+
+def described(about: ModelAbout | None, spec: ModelSpec, params: int, macs: int) -> ModelAbout:
+    """`about` with a blank name/description filled in from the model (arch, input, classes, cost)."""
+    about = about or ModelAbout("", "", version="1")
+    description = (
+        f"{spec.arch} image classifier, {spec.input_size}x{spec.input_size} RGB, {spec.num_classes} classes, "
+        f"{params / 1e6:.2f} M parameters, {macs / 1e6:.0f} M MACs; written by mobileprune {__version__}"
+    )
+    return replace(about, name=about.name or spec.arch, description=about.description or description)
+
+
 def _convert_one(name: str, request: ExportRequest, inputs: CheckInputs, reference: np.ndarray, check: bool):
     exporter = FORMATS.create(name)
     precision = request.precision
@@ -240,7 +255,7 @@ def _convert_one(name: str, request: ExportRequest, inputs: CheckInputs, referen
     started = time.time()
     try:
         # converters print their own progress; the summary table is what the user reads
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with native_output_silenced():
             path = exporter.export(request)
     except Exception as exc:  # converters raise anything; report the op/format and carry on
         message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
@@ -262,6 +277,9 @@ def _convert_one(name: str, request: ExportRequest, inputs: CheckInputs, referen
         return result
     result.max_abs_diff = float(np.abs(outputs - reference).max())
     result.check, result.ok = judge(precision, outputs, reference, inputs)
+    client = exporter.client_check(path, request, images)
+    if client is not None:
+        result.check, result.ok = f"{result.check}; {client[0]}", result.ok and client[1]
     return result
 
 
@@ -293,7 +311,3 @@ def _size(path: Path) -> int:
     if path.is_dir():
         return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return path.stat().st_size
-
-
-def _channels_last(images: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(images.transpose(0, 2, 3, 1))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .app_input import NormalizedInput, normalize, to_pixels
 from .base import FORMATS, Exporter, ExportRequest
 
 MINIMUM_TARGET = "iOS16"
@@ -55,8 +56,13 @@ class CoreMLExporter(Exporter):
         mlmodel.user_defined_metadata.update(
             {"mean": json.dumps(list(spec.mean)), "std": json.dumps(list(spec.std)), "input_size": str(size)}
         )
-        mlmodel.author = "mobileprune"
-        mlmodel.short_description = f"{spec.arch} classifier, {size}x{size} RGB input"
+        about = request.about
+        mlmodel.author = (about.author if about and about.author else "") or "mobileprune"
+        mlmodel.short_description = about.description if about else f"{spec.arch} classifier, {size}x{size} RGB"
+        if about and about.license:
+            mlmodel.license = about.license
+        if about and about.version:
+            mlmodel.version = about.version
         path = self.path_for(request.folder, request.precision)
         mlmodel.save(str(path))
         return path
@@ -99,30 +105,6 @@ def coreml_target(name: str):
     return getattr(ct.target, name)
 
 
-class NormalizedInput(torch.nn.Module):
-    """0–1 RGB in, (x - mean) / std per channel, then the model: the normalisation the app must not redo."""
-
-    def __init__(self, model: torch.nn.Module, mean, std):
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std)
-
-
-def to_pixels(inputs: np.ndarray, mean, std) -> np.ndarray:
-    """Normalised NCHW floats → uint8 NCHW pixels (clipped, rounded)."""
-    m, s = np.asarray(mean).reshape(1, 3, 1, 1), np.asarray(std).reshape(1, 3, 1, 1)
-    return np.clip(np.round((inputs * s + m) * 255.0), 0, 255).astype(np.uint8)
-
-
-def normalize(unit: np.ndarray, mean, std) -> np.ndarray:
-    m, s = np.asarray(mean).reshape(1, 3, 1, 1), np.asarray(std).reshape(1, 3, 1, 1)
-    return ((unit - m) / s).astype(np.float32)
-
-
 def describe_spec(path: Path) -> dict:
     """What the saved package declares: inputs, outputs and the number of ML-program ops."""
     import coremltools as ct
@@ -136,4 +118,7 @@ def describe_spec(path: Path) -> dict:
         "outputs": [o.name for o in spec.description.output],
         "ops": ops,
         "classifier": spec.description.predictedFeatureName,
+        "author": spec.description.metadata.author,
+        "license": spec.description.metadata.license,
+        "version": spec.description.metadata.versionString,
     }

@@ -6,8 +6,11 @@ activations, int8 input and output tensors, as NPUs and the XNNPACK int8 kernels
 dynamic-range is possible (int8 weights, activations quantised on the fly). The chosen scheme goes into
 the request's notes, so the summary and metadata.json say which one a file is.
 
-The file also carries a `mobileprune` metadata entry (JSON: input size, layout, mean/std, labels) so an app
-can read the preprocessing from the model it bundles.
+An app-ready file (the default: NHWC, 0–1 RGB, normalised inside; see app_input.py) carries the standard
+TFLite Metadata that MediaPipe Tasks, ML Kit and Android Studio read (tflite_metadata.py), with the class
+names packed in, and its int8 variant keeps float32 input and output tensors (int8 inside), the tensor types
+MediaPipe's classifier accepts. Every file also carries a `mobileprune` JSON entry (input size, layout,
+normalisation, labels) for apps that read the preprocessing themselves.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..quiet import native_output_silenced
+from . import mediapipe_client, tflite_file, tflite_metadata
+from .app_input import AppInput
 from .base import FORMATS, Exporter, ExportRequest
 
 METADATA_NAME = "mobileprune"
@@ -31,6 +37,7 @@ class TFLiteExporter(Exporter):
     extra = "tflite"
     requires = ("litert_torch",)
     distributions = ("litert-torch", "ai-edge-litert")
+    default_input = AppInput("nhwc", normalized_in_model=True)
 
     def export(self, request: ExportRequest) -> Path:
         import litert_torch
@@ -45,8 +52,7 @@ class TFLiteExporter(Exporter):
             model, quant = _quantize_int8(request)
         path = self.path_for(request.folder, request.precision)
         litert_torch.convert(model, (example,), quant_config=quant).export(str(path))
-        if request.metadata:
-            embed_metadata(path, request.metadata)
+        finish_file(path, request)
         return path
 
     def run(self, path: Path, inputs: np.ndarray) -> np.ndarray | str:
@@ -63,6 +69,24 @@ class TFLiteExporter(Exporter):
             interpreter.invoke()
             results.append(_dequantize(interpreter.get_tensor(out["index"])[0], out))
         return np.stack(results)
+
+    def client_check(self, path: Path, request: ExportRequest, inputs: np.ndarray) -> tuple[str, bool] | None:
+        """MediaPipe's ImageClassifier on the file, fed the check images as 8-bit RGB, against PyTorch."""
+        if request.app_input != self.default_input:  # MediaPipe takes NHWC images normalised by the metadata
+            return None
+        if not mediapipe_client.available():
+            return f"MediaPipe check skipped ({mediapipe_client.INSTALL})", True
+        pixels = np.clip(np.round(inputs * 255.0), 0, 255).astype(np.uint8)
+        with torch.no_grad():
+            expected = request.model(torch.from_numpy(pixels.astype(np.float32) / 255.0)).argmax(1).numpy()
+        with native_output_silenced(), mediapipe_client.image_classifier(path) as classifier:
+            got = [mediapipe_client.classify(classifier, image) for image in pixels]
+        same = sum(int(g.index == e) for g, e in zip(got, expected, strict=True))
+        named = not request.labels or all(g.name == request.labels[g.index] for g in got)
+        verdict = f"MediaPipe ImageClassifier top-1 = PyTorch's on {same}/{len(got)} images"
+        verdict += ", class names read from the file" if request.labels and named else ""
+        verdict += "" if named else ", but its class names do not match the labels"
+        return verdict, same >= mediapipe_client.AGREEMENT * len(got) and named
 
 
 def _quantize_int8(request: ExportRequest):
@@ -83,12 +107,7 @@ def _quantize_int8(request: ExportRequest):
             prepared(request.example)  # per-channel weight observers need one pass
     quantized = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
     if static:
-        if "input" in request.metadata:  # the app now feeds int8: quantise with the input tensor's scale/zero
-            request.metadata = {**request.metadata, "input": {**request.metadata["input"], "dtype": "int8"}}
-        request.notes.append(
-            f"int8 full-integer (int8 input/output tensors; activations calibrated on "
-            f"{len(request.calibration)} images)"
-        )
+        request.notes.append(f"int8 full-integer (activations calibrated on {len(request.calibration)} images)")
     else:
         request.notes.append("int8 dynamic-range (int8 weights, float activations): no --data to calibrate with")
     return quantized, quant_config.QuantConfig(pt2e_quantizer=quantizer)
@@ -111,42 +130,53 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
     return (y.astype(np.float32) - zero) * scale
 
 
-def embed_metadata(path: Path, metadata: dict) -> None:
-    """Add (or replace) the `mobileprune` JSON entry in the file's flatbuffer metadata table."""
-    import flatbuffers
+def finish_file(path: Path, request: ExportRequest) -> None:
+    """What the app's clients need beyond the converted graph: a float output where MediaPipe needs one,
+    the standard metadata with the labels packed in, and the `mobileprune` JSON entry."""
+    model = tflite_file.read_model(path)
+    if request.app_input.normalized_in_model and tflite_file.float_output(model):
+        request.notes.append("int8 output dequantised to float32 in the file (MediaPipe reads float or uint8)")
+    kinds = tflite_file.tensor_types(model)
+    request.metadata["input"] = {**request.metadata.get("input", {}), "dtype": kinds[0].lower()}
+    if request.precision == "int8":
+        request.notes.append(f"tensors: {kinds[0]} input, {kinds[1]} output")
+    tflite_file.set_metadata(model, tflite_metadata.NAME, tflite_metadata.metadata_buffer(_describe(request, model)))
+    tflite_file.set_metadata(model, METADATA_NAME, json.dumps(request.metadata).encode())
+    labels = tflite_metadata.labels_archive(request.labels) if request.labels else b""
+    tflite_file.write_model(path, model, labels)
+
+
+def _describe(request: ExportRequest, model) -> tflite_metadata.ImageClassifierInfo:
+    """The standard metadata of this file: normalisation in the units of its input tensor, if it is float."""
     from ai_edge_litert import schema_py_generated as schema
 
-    raw = path.read_bytes()
-    model = schema.ModelT.InitFromPackedBuf(raw, 0)
-    for buf in model.buffers:  # weights stored after the flatbuffer (by offset) move inside it: offsets
-        if buf.offset > 1:  # would shift once the metadata grows the table; files here are far below 2 GB
-            buf.data = np.frombuffer(raw, dtype=np.uint8, count=buf.size, offset=buf.offset)
-            buf.offset, buf.size = 0, 0
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = METADATA_NAME
-    entry.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if _name(m) != METADATA_NAME] + [entry]
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    path.write_bytes(builder.Output())
+    graph = model.subgraphs[0]
+    float_input = graph.tensors[graph.inputs[0]].type == schema.TensorType.FLOAT32
+    spec, about = request.spec, request.about
+    if request.app_input.normalized_in_model:  # 0–1 input: MediaPipe maps pixels with (p - 0) / 255
+        mean, std, low, high = [0.0], [255.0], [0.0], [1.0]
+    else:  # normalised input: per-channel (p - 255 mean) / (255 std); some clients accept one value only
+        mean, std = [255.0 * m for m in spec.mean], [255.0 * s for s in spec.std]
+        low = [-m / s for m, s in zip(spec.mean, spec.std, strict=True)]
+        high = [(1 - m) / s for m, s in zip(spec.mean, spec.std, strict=True)]
+    return tflite_metadata.ImageClassifierInfo(
+        name=about.name if about else spec.arch,
+        description=about.description if about else "",
+        version=about.version if about else "",
+        author=about.author if about else "",
+        license=about.license if about else "",
+        mean=mean if float_input else None,
+        std=std if float_input else None,
+        value_min=low,
+        value_max=high,
+        labels=request.labels,
+    )
 
 
 def read_metadata(path: str | Path) -> dict | None:
     """The `mobileprune` metadata entry of a .tflite file, or None when it has none."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromPackedBuf(Path(path).read_bytes(), 0)
-    for entry in model.metadata or []:
-        if _name(entry) == METADATA_NAME:
-            return json.loads(bytes(model.buffers[entry.buffer].data).decode())
-    return None
-
-
-def _name(entry) -> str:
-    return entry.name.decode() if isinstance(entry.name, bytes) else str(entry.name)
+    data = tflite_file.metadata_entry(path, METADATA_NAME)
+    return json.loads(data.decode()) if data is not None else None
 
 
 def _interpreter_class():
