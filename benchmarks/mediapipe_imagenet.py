@@ -7,7 +7,9 @@ MediaPipe Tasks' `ImageClassifier` loads each file (its metadata gives normalisa
 fed the 500 even-class photos as `mp.Image`s from their files, with the centre crop the model was trained
 with as region of interest (Resize 256 → CenterCrop 224); MediaPipe resizes the region itself. PyTorch
 scores the same files with the standard eval transform. Reported: top-1 of each, the share of photos where
-MediaPipe's top-1 equals PyTorch's, and whether MediaPipe's class names are the ImageNet names.
+MediaPipe's top-1 equals PyTorch's, and whether MediaPipe's class names are the ImageNet names; and, to tell
+the file from the preprocessing, PyTorch fed MediaPipe's crop resized as MediaPipe resizes (bilinear, no
+antialiasing) and its agreement with MediaPipe.
 
 Writes benchmarks/results/mediapipe_imagenet.json and .png. Run: `make bench-mediapipe` (about 15 min on 2 cores).
 """
@@ -15,6 +17,7 @@ Writes benchmarks/results/mediapipe_imagenet.json and .png. Run: `make bench-med
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -55,6 +58,7 @@ def main() -> None:
     models = {"unpruned": unpruned, "0.5 MACs one-shot": _shrunk(args.shrunk, unpruned, data, work, timings)}
     for model_name, loaded in models.items():
         torch_top1 = _pytorch_top1(loaded.model.eval(), heldout)
+        torch_as_mediapipe = _pytorch_top1_mediapipe_preprocessing(loaded.model.eval(), heldout, spec)
         started = time.time()
         bundle = work / model_name.replace(" ", "_")
         results = convert(
@@ -74,6 +78,9 @@ def main() -> None:
                 "pytorch_top1": float((torch_top1 == labels).mean()),
                 "mediapipe_top1": float((mp_top1 == labels).mean()),
                 "agreement_with_pytorch": float((mp_top1 == torch_top1).mean()),
+                # the same float model fed MediaPipe's crop + plain bilinear resize: what is left is the file
+                "pytorch_top1_mediapipe_preprocessing": float((torch_as_mediapipe == labels).mean()),
+                "agreement_same_preprocessing": float((mp_top1 == torch_as_mediapipe).mean()),
                 "class_names_are_imagenet": all(p.name == names[p.index] for p in predictions),
                 "example_prediction": {"file": heldout.samples[0][0].name, "class": predictions[0].name},
             }
@@ -101,6 +108,8 @@ def main() -> None:
 def _shrunk(folder: Path | None, unpruned, data, work: Path, timings: dict):
     """The default one-shot 0.5-MAC shrink on the odd photos (or an existing output of it)."""
     if folder is not None:
+        report = json.loads((folder / "report.json").read_text())
+        timings["shrink 0.5 MACs (its report.json)"] = report["timings_s"]["total_s"]
         return load_model(folder)
     started = time.time()
     config = ShrinkConfig(target=0.5, by="macs", schedule="oneshot", distill=True, epochs=0)
@@ -113,8 +122,27 @@ def _pytorch_top1(model: torch.nn.Module, heldout) -> np.ndarray:
     predictions = []
     with torch.no_grad():
         for batch in make_loader(heldout, 50, False, workers=1):
-            predictions.append(model(batch[0]).argmax(1).numpy())
+            predictions.append(model(batch.images).argmax(1).numpy())
     return np.concatenate(predictions)
+
+
+def _pytorch_top1_mediapipe_preprocessing(model: torch.nn.Module, heldout, spec) -> np.ndarray:
+    """PyTorch's top-1 on the region MediaPipe crops, resized as it does (bilinear, no antialiasing)."""
+    import torch.nn.functional as F
+
+    mean, std = torch.tensor(spec.mean).view(3, 1, 1), torch.tensor(spec.std).view(3, 1, 1)
+    predictions = []
+    with torch.no_grad():
+        for file, _ in heldout.samples:
+            with Image.open(file) as image:
+                pixels = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1).float() / 255
+            height, width = pixels.shape[1:]
+            left, top, right, bottom = mediapipe_client.centre_crop(width, height)
+            crop = pixels[:, round(top * height) : round(bottom * height), round(left * width) : round(right * width)]
+            size = (spec.input_size, spec.input_size)
+            x = F.interpolate(crop[None], size=size, mode="bilinear", align_corners=False, antialias=False)[0]
+            predictions.append(int(model(((x - mean) / std)[None]).argmax(1)))
+    return np.array(predictions)
 
 
 def _mediapipe_predictions(path: Path, heldout) -> list[mediapipe_client.Prediction]:

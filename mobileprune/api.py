@@ -16,6 +16,8 @@ from pathlib import Path
 from .artifacts import LoadedModel, check_output_dir, load, load_model, read_report, save_output
 from .bench import BenchConfig, BenchModel, BenchResult, bench_on_phone, open_bench_model
 from .bench import bench as _bench_here
+from .compare import Comparison, Predictor, check_compare_dir, compare_models, open_predictor, write_comparison
+from .errors import UserError
 from .export import convert
 from .models import ModelSpec
 from .models.labels import class_ids
@@ -44,6 +46,31 @@ def open_shrink_data(
     return splits, evals
 
 
+def compare(
+    models: list[str],
+    eval_data: str | Path,
+    labels: list[str] | None = None,
+    load_args: dict | None = None,
+    progress: Progress = SILENT,
+) -> Comparison:
+    """The first model (unpruned) against the others on labelled `eval_data`, class by class (see compare/)."""
+    if len(models) < 2:
+        raise UserError("compare needs the unpruned model and at least one pruned model")
+    predictors: list[Predictor] = []
+    for argument in models:
+        predictors.append(open_predictor(argument, predictors[0].spec if predictors else None, load_args or {}))
+    spec = predictors[0].spec
+    images = open_image_folder(eval_data, spec.input_size, spec.mean, spec.std, classes=class_ids(spec))
+    if len(images.classes) > spec.num_classes:
+        raise UserError(
+            f"'{eval_data}' has {len(images.classes)} classes, the model predicts {spec.num_classes}: "
+            "evaluate on the classes it was trained on"
+        )
+    if labels is not None and len(labels) != spec.num_classes:
+        raise UserError(f"--labels has {len(labels)} names, the model predicts {spec.num_classes} classes")
+    return compare_models(predictors, images, labels, progress)
+
+
 def bench(
     models: list[BenchModel],
     config: BenchConfig,
@@ -68,7 +95,10 @@ __all__ = [
     "ShrinkReport",
     "ShrinkResult",
     "bench",
+    "check_compare_dir",
     "check_output_dir",
+    "compare",
+    "write_comparison",
     "convert",
     "load",
     "load_model",

@@ -65,6 +65,25 @@ def write_images(
             Image.fromarray(pixels).save(d / f"{i}.jpg")
 
 
+def lively(model: torch.nn.Module, size: int = 32) -> torch.nn.Module:
+    """A freshly built network whose top-1 depends on the image.
+
+    torchvision's initialisation gives MobileNets logits of ~1e-8 (a near-zero head on shrinking
+    activations), so every top-1 comparison is a tie; batch-norm statistics measured on noise and a
+    unit-scale head make the predicted classes differ from image to image.
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # a plain average over the batches
+            module.reset_running_stats()
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(64, 3, size, size))
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    torch.nn.init.normal_(head.weight, std=0.5)
+    return model.eval()
+
+
 @pytest.fixture
 def image_folder(tmp_path) -> Path:
     """train/ and val/ with two colour classes, plus one corrupt file in train."""

@@ -144,6 +144,12 @@ def test_eval_data_with_a_class_subset_matches_by_name_and_refuses_unknown_names
     assert res.code == 0, res.err
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["accuracy"]["before"]["images"] == 4  # two classes of the model's 1000, found by wnid
+    from mobileprune.models.labels import class_names
+
+    names = class_names(resolve_spec("mobilenet_v2"))
+    worst = report["accuracy"]["worst_classes"]  # per class, named, flagged: 2 images cannot be judged
+    assert {c["name"] for c in worst} == {names[3], names[500]} and all(c["too_few_images"] for c in worst)
+    assert all(c["images"] == 2 for c in worst)
     write_images(tmp_path / "eval", {"n99999999": (0, 200, 0)}, 1)
     res = run_cli("shrink", *common, "--eval-data", tmp_path / "eval", "--out", tmp_path / "p", "--target", "0.9")
     assert "n99999999' is not one of the model's 1000 classes" in _one_line(res) and not (tmp_path / "p").exists()

@@ -6,7 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
-import torch
+from conftest import lively
 
 from mobileprune import load_model
 from mobileprune.export import ModelAbout, convert
@@ -16,22 +16,10 @@ mediapipe = pytest.importorskip("mediapipe", reason="the real-client checks need
 
 
 def _tiny(num_classes: int | None = 10, size: int = 32):
-    """A tiny V2 whose top-1 depends on the image: fresh torchvision weights give logits of ~1e-8 (a zero-ish
-    head on shrinking activations), where every top-1 comparison is a tie; batch-norm statistics measured
-    on noise and a unit-scale head make the classes differ from image to image."""
     kwargs = {"width_mult": 0.25, **({"num_classes": num_classes} if num_classes else {})}
     loaded = load_model("mobilenet_v2", arch_kwargs=kwargs)
     loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": size})
-    model = loaded.model
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = None  # a plain average over the batches
-            module.reset_running_stats()
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(64, 3, size, size))
-    torch.nn.init.normal_(model.classifier[-1].weight, std=0.5)
-    model.eval()
+    lively(loaded.model, size)
     return loaded
 
 

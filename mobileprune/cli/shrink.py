@@ -1,5 +1,7 @@
 """`mobileprune shrink`: remove whole conv filters until the target is met, then write the output folder."""
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -63,6 +65,7 @@ def shrink(
         )
     splits, evals = api.open_shrink_data(spec, data, eval_data, distill=config.distill, seed=config.seed)
     result = api.shrink(loaded, config, splits, evals, progress)
+    result.report.command = "mobileprune " + shlex.join(sys.argv[1:])
     api.save_output(result, out, force=force)
     print_report(result.report, console)
     console.print(f"wrote {out}/ (model.pt2, model.safetensors, plan.json, report.json)", highlight=False)

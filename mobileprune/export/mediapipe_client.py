@@ -53,7 +53,9 @@ def classify(classifier, image, crop: tuple[float, float, float, float] | None =
     from mediapipe.tasks.python.vision.core import image_processing_options
 
     if isinstance(image, (str, Path)):
-        picture = mp.Image.create_from_file(str(image))
+        picture = mp.Image.create_from_file(str(image))  # MediaPipe's own decoder, as on the phone
+        if picture.image_format != mp.ImageFormat.SRGB:  # grey or RGBA photos: the app hands over RGB
+            picture = mp.Image(image_format=mp.ImageFormat.SRGB, data=_rgb(picture.numpy_view()))
     else:
         picture = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
     options = None
@@ -69,3 +71,12 @@ def centre_crop(width: int, height: int, resize: int = 256, crop: int = 224) -> 
     side = min(width, height) * crop / resize
     left, top = (width - side) / 2 / width, (height - side) / 2 / height
     return left, top, 1 - left, 1 - top
+
+
+def _rgb(pixels: np.ndarray) -> np.ndarray:
+    """8-bit grey (H, W or H, W, 1) or RGBA → contiguous RGB."""
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return np.ascontiguousarray(pixels[:, :, :3])

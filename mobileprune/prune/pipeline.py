@@ -19,8 +19,10 @@ import torch
 import torch.nn as nn
 
 from ..artifacts.shrink_folder import EXPORTED_ONLY
+from ..compare.damage import damage
 from ..errors import UserError
 from ..models import ModelSpec, classifier_module
+from ..models.labels import class_names
 from ..progress import SILENT, Progress
 from ..reporting.provenance import versions
 from ..train.data import DataSplits, ImageSet, calibration_batches, make_loader, noise_batches
@@ -319,6 +321,7 @@ def finish(run: ShrinkRun) -> ShrinkResult:
     config, loaded, graph = run.config, run.loaded, run.graph
     after = count_cost(run.model, run.example)
     run.timings["total_s"] = time.time() - run.started
+    run.accuracy.worst_classes = worst_classes(run)
     report = ShrinkReport(
         mobileprune=__version__,
         source={"path": loaded.source, "weights": loaded.weights, "sha256": loaded.sha256},
@@ -344,6 +347,15 @@ def finish(run: ShrinkRun) -> ShrinkResult:
         latency=latency_report(run),
     )
     return ShrinkResult(run.model.eval(), loaded.spec, run.plan, report, run.example, dict(run.kept))
+
+
+def worst_classes(run: ShrinkRun, shown: int = 10) -> list[dict] | None:
+    """The classes that lost most top-1 from before pruning to the end, when both were measured."""
+    before, final = run.accuracy.before, run.accuracy.final()
+    if before is None or final is None or before.per_class is None or final.per_class is None:
+        return None
+    names = class_names(run.loaded.spec) or (run.eval_set.classes if run.eval_set is not None else None)
+    return [row.to_json() for row in damage(before.per_class, [final.per_class], names or None)[:shown]]
 
 
 def _achieved(after: Cost, run: ShrinkRun) -> float:

@@ -28,6 +28,7 @@ class AccuracyReport:
     after_retraining: Accuracy | None = None
     eval_images: str | None = None
     note: str | None = None
+    worst_classes: list[dict[str, Any]] | None = None  # most damaged first (compare/damage.py rows), top 10
 
     STAGES = ("before", "after_sparsity_training", "after_pruning", "after_retraining")
 
@@ -37,12 +38,17 @@ class AccuracyReport:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: _acc(getattr(self, k)) for k in self.STAGES}
-        return {**out, "eval_images": self.eval_images, "note": self.note}
+        return {**out, "eval_images": self.eval_images, "note": self.note, "worst_classes": self.worst_classes}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AccuracyReport:
         stages = {k: Accuracy(**data[k]) if data.get(k) else None for k in cls.STAGES}
-        return cls(**stages, eval_images=data.get("eval_images"), note=data.get("note"))
+        return cls(
+            **stages,
+            eval_images=data.get("eval_images"),
+            note=data.get("note"),
+            worst_classes=data.get("worst_classes"),
+        )
 
 
 @dataclass
@@ -67,6 +73,7 @@ class ShrinkReport:
     reconstruction: dict[str, Any] = field(default_factory=dict)  # layers re-fitted, errors before/after
     latency: dict[str, Any] = field(default_factory=dict)  # --by latency: runtime, table, predicted vs measured
     files: dict[str, Any] = field(default_factory=dict)  # filled by save_output
+    command: str = ""  # the command line that made it, when it came from the CLI
 
     def __getitem__(self, key: str) -> Any:
         """report.json's keys, read as before the report was typed: `result.report["achieved"]`."""
@@ -106,6 +113,8 @@ class ShrinkReport:
             out["latency"] = self.latency
         if self.files:
             out["files"] = self.files
+        if self.command:
+            out["command"] = self.command
         return out
 
     @classmethod
@@ -133,6 +142,7 @@ class ShrinkReport:
                 reconstruction=dict(data.get("reconstruction", {})),
                 latency=dict(data.get("latency", {})),
                 files=dict(data.get("files", {})),
+                command=str(data.get("command", "")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             what = f"missing {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"

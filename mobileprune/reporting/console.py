@@ -56,6 +56,8 @@ def print_report(report: ShrinkReport, console: Console) -> None:
             f"{1 / report.achieved:.2f}x faster (noise {latency['noise']:.1%})",
             highlight=False,
         )
+    if acc.worst_classes:
+        print_worst_classes(acc.worst_classes, console)
     retrain = report.retraining
     if not retrain.get("done"):
         console.print(f"[yellow]{retrain.get('note', '')}[/yellow]")
@@ -123,3 +125,39 @@ def print_sweep(points, console: Console) -> None:
     console.print(table)
     if best:
         console.print(f"* best score (accuracy + sparsity) / 2: {best.criterion} at {best.target:g}", highlight=False)
+
+
+def print_comparison(result, console: Console, worst: int = 10) -> None:
+    """`compare`'s summary: each model's accuracy and agreement, the most damaged classes, the PIE count."""
+    table = Table(title=f"compared on {result.images} images", title_justify="left")
+    for col in ("model", "runs in", "top-1", "top-5", "same top-1 as first"):
+        table.add_column(col, justify="left" if col in ("model", "runs in") else "right")
+    for m in result.models:
+        table.add_row(
+            escape(m["label"]), m["kind"], f"{m['top1']:.3f}", f"{m['top5']:.3f}", f"{m['agreement_with_first']:.3f}"
+        )
+    console.print(table)
+    print_worst_classes([c.to_json() for c in result.classes[:worst]], console)
+    share = len(result.pie) / max(result.images, 1)
+    console.print(
+        f"pruning-identified exemplars (pruned models' modal top-1 differs from the first model's): "
+        f"{len(result.pie)} of {result.images} images ({share:.1%})",
+        highlight=False,
+    )
+
+
+def print_worst_classes(classes: list[dict], console: Console) -> None:
+    """The most damaged classes (compare/damage.py rows as JSON, worst first), with each class's image count."""
+    table = Table(title=f"the {len(classes)} most damaged classes", title_justify="left")
+    for col in ("class", "images", "top-1 before", "top-1 after", "change"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for c in classes:
+        note = " (too few images to judge)" if c["too_few_images"] else ""
+        table.add_row(
+            escape(c["name"]) + note,
+            str(c["images"]),
+            f"{c['top1_before']:.3f}",
+            f"{c['top1_after']:.3f}",
+            f"{c['top1_change']:+.3f}",
+        )
+    console.print(table)

@@ -1,6 +1,7 @@
 """Every PNG mobileprune draws, on matplotlib without a display.
 
-`plot_fps` (bench --plot), `plot_pareto` (sweep's pareto.png), `plot_filter_norms` (plot-filters). Colours
+`plot_fps` (bench --plot), `plot_pareto` (sweep's pareto.png), `plot_filter_norms` (plot-filters),
+`plot_pie_grid` and `plot_class_damage` (compare). Colours
 come from matplotlib's colour-blind-safe `tableau-colorblind10` cycle.
 """
 
@@ -114,5 +115,73 @@ def plot_filter_norms(norms: dict[str, torch.Tensor], path: str | Path, title: s
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
     ax.set_ylabel("filter L1 norm")
     ax.set_title(title)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_pie_grid(rows: Sequence[dict], path: str | Path, total: int, images: int) -> Path:
+    """Thumbnails of the worst pruning-identified exemplars, each with its label and both predictions."""
+    from PIL import Image
+
+    plt = pyplot()
+    columns = 4
+    count = max(len(rows), 1)
+    lines = (count + columns - 1) // columns
+    fig, axes = plt.subplots(lines, columns, figsize=(2.6 * columns, 2.9 * lines + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows, strict=False):
+        with Image.open(row["file"]) as img:
+            img = img.convert("RGB")
+            side = min(img.size)
+            left, top = (img.width - side) // 2, (img.height - side) // 2
+            ax.imshow(img.crop((left, top, left + side, top + side)).resize((160, 160)))
+        ax.set_title(
+            f"label: {_short(row['label'])}\nbefore: {_short(row['before'])}\nafter: {_short(row['after'])}",
+            fontsize=8,
+            loc="left",
+        )
+    if not rows:
+        axes.flat[0].text(0.5, 0.5, "no pruning-identified exemplars", ha="center", va="center")
+    fig.suptitle(f"Pruning-identified exemplars: {total} of {images} images (worst {len(rows)} shown)", fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_class_damage(classes: Sequence, path: str | Path, shown: int = 20) -> Path:
+    """Top-1 before and after of the most damaged classes (`ClassDamage` rows, worst first)."""
+    import numpy as np
+
+    plt = pyplot()
+    rows = list(classes)[:shown]
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(rows) + 1.4))
+    y = np.arange(len(rows))
+    ax.barh(y - 0.2, [r.top1_before for r in rows], 0.4, label="before")
+    ax.barh(y + 0.2, [r.top1_after for r in rows], 0.4, label="after")
+    ax.set_yticks(y, [f"{_short(r.name)} (n={r.images}{', noise' if r.too_few else ''})" for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("top-1 of the class")
+    ax.set_title(f"The {len(rows)} most damaged classes")
+    ax.legend(fontsize=8, loc="lower right")
+    return save_figure(fig, path)
+
+
+def _short(text: str, width: int = 26) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def plot_channels(groups: Sequence[dict], path: str | Path, title: str = "") -> Path:
+    """Channels of every group (producer layer) before and after pruning, in network order."""
+    import numpy as np
+
+    plt = pyplot()
+    x = np.arange(len(groups))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(groups) + 2), 3.6))
+    ax.bar(x, [g["before"] for g in groups], 0.8, label="before", alpha=0.45)
+    ax.bar(x, [g["after"] for g in groups], 0.5, label="after")
+    ax.set_xticks(x, [str(i) for i in range(len(groups))], fontsize=6)
+    ax.set_xlabel("group (producer layer, input to output)")
+    ax.set_ylabel("channels")
+    ax.set_title(title or "Channels kept per group")
     ax.legend(fontsize=8)
     return save_figure(fig, path)

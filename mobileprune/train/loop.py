@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..errors import UserError
+from .class_counts import ClassCounts
 from .data import Batch
 from .distill import distillation_loss
 from .features import FeatureMatch
@@ -56,6 +57,7 @@ class Accuracy:
     top1: float
     top5: float
     images: int
+    per_class: ClassCounts | None = field(default=None, compare=False, repr=False)  # not in report.json
 
     def to_json(self) -> dict[str, float]:
         return {"top1": round(self.top1, 4), "top5": round(self.top5, 4), "images": self.images}
@@ -183,22 +185,23 @@ def evaluate(
 ) -> Accuracy:
     """Top-1 / top-5 on labelled images."""
     model.to(device).eval()
-    correct1 = correct5 = n = 0
+    counts: ClassCounts | None = None
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
         if batch.images.numel():
             logits = model(batch.images.to(device))
-            labels = batch.labels.to(device)
+            counts = counts or ClassCounts.zeros(logits.shape[1])
             top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            correct1 += int((top[:, 0] == labels).sum())
-            correct5 += int((top == labels[:, None]).any(dim=1).sum())
-            n += len(labels)
+            counts.add(batch.labels.numpy(), top.cpu().numpy())
         if tick:
             tick()
+    n = int(counts.images.sum()) if counts is not None else 0
     if n == 0 and max_batches is None:
         raise UserError(f"none of the {len(loader.dataset)} evaluation images could be read")
-    return Accuracy(correct1 / max(n, 1), correct5 / max(n, 1), n)
+    if counts is None:
+        return Accuracy(0.0, 0.0, 0)
+    return Accuracy(int(counts.top1.sum()) / max(n, 1), int(counts.top5.sum()) / max(n, 1), n, counts)
 
 
 def _freeze_batchnorm(model: nn.Module) -> None:
