@@ -81,18 +81,20 @@ def test_compare_writes_classes_pie_and_thumbnails_with_class_names(run_cli, tmp
     assert "most damaged classes" in res.out and "pruning-identified exemplars" in res.out
 
 
-def test_compare_runs_the_exported_tflite_the_app_ships(tmp_path, colours):
+def test_compare_runs_the_exported_files_the_app_ships(tmp_path, colours):
     pytest.importorskip("ai_edge_litert")
     from mobileprune import api
     from mobileprune.export import convert
 
     original = _tiny(tmp_path)
     pruned = _pruned(tmp_path, original, "a", 0.5)
-    convert(load_model(pruned), ["tflite"], tmp_path / "bundle", check=False)
-    result = api.compare([str(original), str(pruned), str(tmp_path / "bundle" / "model.tflite")], colours)
-    torch_row, tflite_row = result.models[1], result.models[2]
+    convert(load_model(pruned), ["tflite", "onnx"], tmp_path / "bundle", check=False)
+    files = [str(tmp_path / "bundle" / name) for name in ("model.tflite", "model.onnx")]
+    result = api.compare([str(original), str(pruned), *files], colours)
+    torch_row, tflite_row, onnx_row = result.models[1:]
     assert tflite_row["kind"] == "tflite" and tflite_row["top1"] == torch_row["top1"]  # NHWC 0-1 input, fed right
-    assert tflite_row["agreement_with_first"] == torch_row["agreement_with_first"]
+    assert onnx_row["kind"] == "onnx" and onnx_row["top1"] == torch_row["top1"]  # NCHW normalised, as PyTorch
+    assert tflite_row["agreement_with_first"] == onnx_row["agreement_with_first"] == torch_row["agreement_with_first"]
 
 
 def test_compare_refuses_mismatched_models_and_unknown_classes(run_cli, tmp_path, colours):

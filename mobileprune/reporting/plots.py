@@ -30,8 +30,9 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: str | Path) -> Path:
-    fig.tight_layout()
+def save_figure(fig, path: str | Path, top: float = 1.0) -> Path:
+    """Write `fig` as a PNG; `top` < 1 keeps that share of the height for a suptitle."""
+    fig.tight_layout(rect=(0, 0, 1, top))
     path = Path(path)
     fig.savefig(path, dpi=120)
     pyplot().close(fig)
@@ -127,7 +128,7 @@ def plot_pie_grid(rows: Sequence[dict], path: str | Path, total: int, images: in
     columns = 4
     count = max(len(rows), 1)
     lines = (count + columns - 1) // columns
-    fig, axes = plt.subplots(lines, columns, figsize=(2.6 * columns, 2.9 * lines + 0.4), squeeze=False)
+    fig, axes = plt.subplots(lines, columns, figsize=(2.6 * columns, 3.3 * lines + 0.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, row in zip(axes.flat, rows, strict=False):
@@ -144,7 +145,7 @@ def plot_pie_grid(rows: Sequence[dict], path: str | Path, total: int, images: in
     if not rows:
         axes.flat[0].text(0.5, 0.5, "no pruning-identified exemplars", ha="center", va="center")
     fig.suptitle(f"Pruning-identified exemplars: {total} of {images} images (worst {len(rows)} shown)", fontsize=10)
-    return save_figure(fig, path)
+    return save_figure(fig, path, top=1 - 0.35 / fig.get_figheight())
 
 
 def plot_class_damage(classes: Sequence, path: str | Path, shown: int = 20) -> Path:
@@ -159,10 +160,11 @@ def plot_class_damage(classes: Sequence, path: str | Path, shown: int = 20) -> P
     ax.barh(y + 0.2, [r.top1_after for r in rows], 0.4, label="after")
     ax.set_yticks(y, [f"{_short(r.name)} (n={r.images}{', noise' if r.too_few else ''})" for r in rows], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlim(0, 1)
+    ax.set_xlim(0, 1.25)
+    ax.set_xticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.set_xlabel("top-1 of the class")
     ax.set_title(f"The {len(rows)} most damaged classes")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper right")  # in the space right of 1.0, where no bar reaches
     return save_figure(fig, path)
 
 
