@@ -97,8 +97,8 @@ def test_mediapipe_check_fails_a_file_whose_metadata_misleads_the_client(tmp_pat
 
     describe = tflite_format._describe
 
-    def wrong_scale(request, model):
-        info = describe(request, model)
+    def wrong_scale(request, float_input):
+        info = describe(request, float_input)
         info.std = [1.0]  # MediaPipe now feeds raw 0-255 values
         return info
 

@@ -63,7 +63,8 @@ def open_predictor(argument: str, reference: ModelSpec | None, load_args: dict) 
     app_input, size = file_input(path)
     if size is not None and size != reference.input_size:
         raise UserError(
-            f"'{argument}' takes {size}x{size} images, the first model {reference.input_size}: compare one model"
+            f"'{argument}' has input size {size}, the first model has {reference.input_size}: "
+            "compare prunings of one model"
         )
 
     def predict(images: torch.Tensor) -> np.ndarray:

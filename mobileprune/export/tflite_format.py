@@ -24,7 +24,7 @@ import torch
 from ..quiet import native_output_silenced
 from . import mediapipe_client, tflite_file, tflite_metadata
 from .app_input import AppInput
-from .base import FORMATS, Exporter, ExportRequest
+from .base import FORMATS, Exporter, ExportRequest, ModelAbout
 
 METADATA_NAME = "mobileprune"
 
@@ -140,19 +140,16 @@ def finish_file(path: Path, request: ExportRequest) -> None:
     request.metadata["input"] = {**request.metadata.get("input", {}), "dtype": kinds[0].lower()}
     if request.precision == "int8":
         request.notes.append(f"tensors: {kinds[0]} input, {kinds[1]} output")
-    tflite_file.set_metadata(model, tflite_metadata.NAME, tflite_metadata.metadata_buffer(_describe(request, model)))
+    standard = tflite_metadata.metadata_buffer(_describe(request, float_input=kinds[0] == "FLOAT32"))
+    tflite_file.set_metadata(model, tflite_metadata.NAME, standard)
     tflite_file.set_metadata(model, METADATA_NAME, json.dumps(request.metadata).encode())
     labels = tflite_metadata.labels_archive(request.labels) if request.labels else b""
     tflite_file.write_model(path, model, labels)
 
 
-def _describe(request: ExportRequest, model) -> tflite_metadata.ImageClassifierInfo:
+def _describe(request: ExportRequest, float_input: bool) -> tflite_metadata.ImageClassifierInfo:
     """The standard metadata of this file: normalisation in the units of its input tensor, if it is float."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    graph = model.subgraphs[0]
-    float_input = graph.tensors[graph.inputs[0]].type == schema.TensorType.FLOAT32
-    spec, about = request.spec, request.about
+    spec = request.spec
     if request.app_input.normalized_in_model:  # 0–1 input: MediaPipe maps pixels with (p - 0) / 255
         mean, std, low, high = [0.0], [255.0], [0.0], [1.0]
     else:  # normalised input: per-channel (p - 255 mean) / (255 std); some clients accept one value only
@@ -160,11 +157,7 @@ def _describe(request: ExportRequest, model) -> tflite_metadata.ImageClassifierI
         low = [-m / s for m, s in zip(spec.mean, spec.std, strict=True)]
         high = [(1 - m) / s for m, s in zip(spec.mean, spec.std, strict=True)]
     return tflite_metadata.ImageClassifierInfo(
-        name=about.name if about else spec.arch,
-        description=about.description if about else "",
-        version=about.version if about else "",
-        author=about.author if about else "",
-        license=about.license if about else "",
+        about=request.about or ModelAbout(spec.arch, ""),
         mean=mean if float_input else None,
         std=std if float_input else None,
         value_min=low,

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import flatbuffers
 
+from .base import ModelAbout
+
 NAME = "TFLITE_METADATA"  # the Model.metadata entry readers look for
 IDENTIFIER = b"M001"  # the metadata buffer's file identifier
 MIN_PARSER_VERSION = "1.0.0"  # every field written here exists since the first metadata parser
@@ -36,11 +38,7 @@ _TENSOR_AXIS_LABELS = 2  # AssociatedFileType
 class ImageClassifierInfo:
     """What an app's classifier needs to know; `mean`/`std` are in the input tensor's own value units."""
 
-    name: str
-    description: str
-    version: str = ""
-    author: str = ""
-    license: str = ""
+    about: ModelAbout  # name, description, version, author, license
     mean: list[float] | None = None  # None: the input is quantized (the app feeds raw integer pixels)
     std: list[float] | None = None
     value_min: list[float] = field(default_factory=lambda: [0.0])  # ValueRange of the input tensor (Stats)
@@ -82,8 +80,8 @@ def labels_archive(labels: list[str]) -> bytes:
 
 
 def _model_strings(info: ImageClassifierInfo) -> list[tuple[int, str]]:
-    parser = MIN_PARSER_VERSION
-    return [(0, info.name), (1, info.description), (2, info.version), (4, info.author), (5, info.license), (7, parser)]
+    a = info.about
+    return [(0, a.name), (1, a.description), (2, a.version), (4, a.author), (5, a.license), (7, MIN_PARSER_VERSION)]
 
 
 def _input_tensor(b: flatbuffers.Builder, info: ImageClassifierInfo) -> int:
