@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench-shrink bench-convert bench-speed bench-sweep bench-data-free bench-accuracy bench-latency bench-mediapipe bench-damage clean
+.PHONY: demo test test-all lint bench-shrink bench-convert bench-speed bench-sweep bench-data-free bench-accuracy bench-latency bench-mediapipe bench-damage bench-app-input clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ bench-mediapipe: $(STAMP)
 
 bench-damage: $(STAMP)  # compare + report on real weights (ImageNet split, CIFAR-10 app model)
 	$(BIN)/python benchmarks/class_damage.py
+
+bench-app-input: $(STAMP)  # run on an otherwise idle machine
+	$(BIN)/python benchmarks/app_input_cost.py
 
 bench-latency: $(STAMP)  # run on an otherwise idle machine
 	$(BIN)/python benchmarks/latency_target.py
