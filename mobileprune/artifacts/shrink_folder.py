@@ -55,9 +55,12 @@ class ExportedModule(torch.nn.Module):
 
 
 def is_shrink_output(folder: Path) -> bool:
-    """A folder `save_output` wrote: its plan and report, and nothing but the files (and bundle) it writes."""
+    """A folder `save_output` wrote (its plan and report, nothing but the files and bundle it writes, and maybe
+    the checkpoint of a run writing it again), or only a run's checkpoint."""
     names = {p.name for p in folder.iterdir()}
-    return {"plan.json", "report.json"} <= names and names <= {*OUTPUT_FILES, "bundle"}
+    if names == {"checkpoint"}:  # an interrupted run's checkpoint (prune/checkpoint.py), nothing else
+        return True
+    return {"plan.json", "report.json"} <= names and names <= {*OUTPUT_FILES, "bundle", "checkpoint"}
 
 
 def check_output_dir(out: str | Path, force: bool = False) -> Path:

@@ -93,6 +93,8 @@ def _shrink_options() -> dict[str, Opt]:
         "cpu_mask": Opt(str | None, None, "--by latency --device adb: taskset mask, e.g. f0."),
         "device": Opt(str, "cpu", "cpu or cuda (retraining); adb[:SERIAL]: --by latency measured on that phone."),
         "seed": Opt(int, 0, "Seed of random weights, data order and random criteria."),
+        "workers": Opt(int, 1, "Processes loading images for retraining and evaluation."),
+        "amp": Opt(bool, False, "With --device cuda: bfloat16 mixed precision for retraining."),
     }
 
 
@@ -156,6 +158,7 @@ def shrink_config(
     label_weight: float = 0.0,
     crop_scale: float = 0.5,
     feature_weight: float = 0.0,
+    amp: bool = False,
     optimizer: str = "adamw",
     lr: float = 3e-5,
     criterion: str | None = "l1",
@@ -195,6 +198,7 @@ def shrink_config(
         label_weight=label_weight,
         crop_scale=crop_scale,
         feature_weight=feature_weight,
+        amp=amp,
     )
     if "round_to" in settings:
         settings["round_to"] = _round_to(settings["round_to"])

@@ -11,8 +11,10 @@ from rich.console import Console
 from .. import api
 from ..errors import UserError
 from ..progress import Progress
+from ..prune.checkpoint import RunCheckpoint, is_checkpoint_only
 from ..prune.config import ShrinkConfig
 from ..reporting.console import print_report
+from ..train import distributed
 from .app import app
 from .convert import convert_and_report, formats
 from .options import speedup as parse_speedup
@@ -31,17 +33,25 @@ def shrink(
         str | None, typer.Option(help="Measured speed-up to reach on --runtime: --by latency --target 1/SPEEDUP.")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder [default: MODEL's name + .shrunk].")] = None,
-    force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace a non-empty --out (or start over from its checkpoint).")] = False,
+    resume: Annotated[bool, typer.Option(help="Go on from the checkpoint a killed run left in --out.")] = False,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Save a checkpoint every N training steps (and after every phase).")
+    ] = 100,
     data: Annotated[Path | None, typer.Option(help="ImageFolder root (train/ and val/) for retraining.")] = None,
     eval_data: Annotated[Path | None, typer.Option(help="Labelled ImageFolder to measure accuracy on.")] = None,
     pretrained: Annotated[bool, typer.Option(help="Download the library's weights (needs internet).")] = False,
     export: Annotated[str | None, typer.Option(help="Also convert: e.g. tflite,coreml (into OUT/bundle).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars or log lines.")] = False,
 ) -> None:
-    """Remove whole conv filters until TARGET of the parameters (or MACs) remain."""
+    """Remove whole conv filters until TARGET of the parameters (or MACs) remain.
+
+    Under `torchrun --nproc-per-node N -m mobileprune shrink ...` retraining runs on N processes (DDP).
+    """
     import torch
 
-    console = Console(quiet=quiet)
+    config.device = distributed.start(config.device)  # under torchrun: join the process group first
+    console = Console(quiet=quiet or not distributed.is_main())
     if speedup is not None:
         if target is not None:
             raise UserError("give --target or --speedup, not both")
@@ -50,12 +60,15 @@ def shrink(
         config.target = parse_target(target or "0.84")
     config.validate()
     out = out or default_out(model)
-    api.check_output_dir(out, force)
+    if checkpoint_every < 1:
+        raise UserError(f"--checkpoint-every must be at least 1, not {checkpoint_every}")
+    checkpoint = RunCheckpoint.open(out, checkpoint_every, resume, force)
+    api.check_output_dir(out, force or is_checkpoint_only(out))  # a resumed run's folder holds its checkpoint
     export_formats = formats(export) if export else []
     torch.manual_seed(config.seed)  # random-weight models are built here: same seed, same model, same result
     loaded = api.load_model(model, pretrained=pretrained, **load_args)
     spec = loaded.spec
-    progress = Progress(console, bars=not quiet)
+    progress = Progress(console, bars=not quiet and distributed.is_main())
     for note in loaded.notes:
         progress.log(note)
     if loaded.weights == "random":
@@ -64,9 +77,15 @@ def shrink(
             "(sizes and speed are real; accuracy is meaningless)[/yellow]"
         )
     splits, evals = api.open_shrink_data(spec, data, eval_data, distill=config.distill, seed=config.seed)
-    result = api.shrink(loaded, config, splits, evals, progress)
+    try:
+        result = api.shrink(loaded, config, splits, evals, progress, checkpoint)
+    except UserError:
+        checkpoint.discard()
+        raise
     result.report.command = "mobileprune " + shlex.join(sys.argv[1:])
-    api.save_output(result, out, force=force)
+    if not distributed.is_main():  # every process has the same model; one writes it
+        return
+    api.save_output(result, out, force=force or is_checkpoint_only(out))
     print_report(result.report, console)
     console.print(f"wrote {out}/ (model.pt2, model.safetensors, plan.json, report.json)", highlight=False)
     if export_formats:

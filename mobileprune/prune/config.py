@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
+
 from ..errors import UserError
 from ..train.distill import DISTILL_LOSSES
 from ..train.loop import TrainConfig
@@ -71,6 +73,12 @@ class ShrinkConfig:
             raise UserError("--mixup, --label-weight and --feature-weight must not be negative")
         if not 0 < self.train.crop_scale <= 1:
             raise UserError(f"--crop-scale must be in (0, 1], not {self.train.crop_scale}")
+        if self.train.amp and not self.device.startswith("cuda"):
+            raise UserError("--amp (mixed precision) needs --device cuda")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"--device {self.device}: this machine has no usable GPU; use --device cpu")
+        if self.workers < 0:
+            raise UserError(f"--workers must be 0 or more, not {self.workers}")
         if self.rounds < 1 or self.reconstruct_images < 1:
             raise UserError("--rounds and --reconstruct-images must be at least 1")
         if self.round_to == AUTO:

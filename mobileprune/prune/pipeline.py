@@ -3,13 +3,13 @@
 measure before → graph → sparsity training (optional) → allocation (how many per group) → schedule with
 criterion (which ones, when) → verify against the prediction → accuracy after pruning → fine-tune →
 report. Each phase is a plain function on a `ShrinkRun`, the state they share, so a notebook user can
-run them one by one.
+run them one by one. Phases that cost time go through `run.checkpoint` (checkpoint.py): they save what
+they did, and a resumed run restores them instead of running them again.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,40 +19,29 @@ import torch
 import torch.nn as nn
 
 from ..artifacts.shrink_folder import EXPORTED_ONLY
-from ..compare.damage import damage
 from ..errors import UserError
-from ..models import ModelSpec, classifier_module
-from ..models.labels import class_names
+from ..models import classifier_module
 from ..progress import SILENT, Progress
-from ..reporting.provenance import versions
+from ..train import distributed
 from ..train.data import DataSplits, ImageSet, calibration_batches, make_loader, noise_batches
 from ..train.loop import Accuracy, Trainer, evaluate
-from ..version import __version__
 from .allocate import Allocation, AllocationInputs, allocate
+from .checkpoint import RunCheckpoint, accuracy_from, accuracy_state, allocation_from, allocation_state
 from .config import AUTO, ShrinkConfig
 from .cost import COST_MODELS, Cost, CostModel, LayerCosts, count_cost
 from .criteria import CalibrationData, Criterion
+from .finish import ShrinkResult, finish
 from .graph import PruningGraph
-from .measured_target import kept_check, latency_report, meet_measured_target, resolve_round_to
+from .measured_target import meet_measured_target, resolve_round_to
 from .plan import ChannelPlan
 from .recover import fine_tune, prepare_recovery, reconstruct_layers, sparsity_train
-from .report import AccuracyReport, ShrinkReport, layer_changes, layer_shapes
+from .report import AccuracyReport, layer_shapes
 from .schedules import ScheduleContext
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
     from ..artifacts import LoadedModel
-
-
-@dataclass
-class ShrinkResult:
-    model: nn.Module
-    spec: ModelSpec
-    plan: ChannelPlan
-    report: ShrinkReport
-    example_input: torch.Tensor
-    kept_outputs: dict[str, list[int]] = field(default_factory=dict)  # per edited layer: original output indices
 
 
 @dataclass
@@ -64,6 +53,8 @@ class ShrinkRun:
     data: DataSplits | None
     progress: Progress
     example: torch.Tensor
+    checkpoint: RunCheckpoint = field(default_factory=RunCheckpoint)
+    round: int = 0  # the allocation round under way (1-based)
     eval_set: ImageSet | None = None
     eval_loader: DataLoader | None = None
     started: float = field(default_factory=time.time)
@@ -115,10 +106,14 @@ def shrink(
     data: DataSplits | None = None,
     eval_data: ImageSet | None = None,
     progress: Progress = SILENT,
+    checkpoint: RunCheckpoint | None = None,
 ) -> ShrinkResult:
-    """Prune `loaded.model` in place to `config.target` and, with data, win accuracy back."""
+    """Prune `loaded.model` in place to `config.target` and, with data, win accuracy back.
+
+    `checkpoint`: where to save progress, or a loaded checkpoint to resume (see checkpoint.py).
+    """
     config.validate()
-    run = start(loaded, config, data, eval_data, progress)
+    run = start(loaded, config, data, eval_data, progress, checkpoint)
     measure_before(run)
     build_graph(run)
     sparsity_train(run)
@@ -135,7 +130,12 @@ def shrink(
 
 
 def start(
-    loaded: LoadedModel, config: ShrinkConfig, data: DataSplits | None, eval_data: ImageSet | None, progress: Progress
+    loaded: LoadedModel,
+    config: ShrinkConfig,
+    data: DataSplits | None,
+    eval_data: ImageSet | None,
+    progress: Progress,
+    checkpoint: RunCheckpoint | None = None,
 ) -> ShrinkRun:
     """Check the inputs against each other, seed, and pick the images accuracy is measured on."""
     if loaded.weights == EXPORTED_ONLY:
@@ -159,7 +159,15 @@ def start(
         )
     torch.manual_seed(config.seed)
     size = loaded.spec.input_size
-    run = ShrinkRun(loaded, config, data, progress, torch.randn(1, 3, size, size))
+    run = ShrinkRun(loaded, config, data, progress, torch.randn(1, 3, size, size), checkpoint or RunCheckpoint())
+    run.checkpoint.begin(
+        {
+            "config": config.to_json(),
+            "source_sha256": loaded.sha256,
+            "data": str(data.root) if data is not None else None,
+            "eval_images": len(eval_data) if eval_data is not None else None,
+        }
+    )
     run.eval_set = eval_data or (data.val if data and data.val and data.val.labeled else None)
     if run.eval_set is not None and len(run.eval_set.classes) != loaded.spec.num_classes:
         run.accuracy.note = (
@@ -169,7 +177,14 @@ def start(
         progress.log(f"[yellow]{run.accuracy.note}[/yellow]")
         run.eval_set = None
     if run.eval_set is not None:
-        run.eval_loader = make_loader(run.eval_set, config.batch_size, False, workers=config.workers)
+        run.eval_loader = make_loader(
+            run.eval_set,
+            config.batch_size,
+            False,
+            workers=config.workers,
+            rank=distributed.rank(),
+            world=distributed.world(),
+        )
         run.accuracy.eval_images = f"{len(run.eval_set)} images"
     run.criterion = config.make_criterion()
     run.plan = ChannelPlan(list(loaded.plan.steps))
@@ -180,7 +195,12 @@ def measure_before(run: ShrinkRun) -> None:
     run.model.eval()
     run.before = count_cost(run.model, run.example)
     run.output_shape = tuple(run.model(run.example).shape)
+    saved = run.checkpoint.restored(run, "before")
+    if saved is not None:
+        run.accuracy.before = accuracy_from(saved["accuracy"])
+        return
     run.accuracy.before = run.evaluate(run.model, "accuracy before")
+    run.checkpoint.complete(run, "before", {"accuracy": accuracy_state(run.accuracy.before)})
 
 
 def build_graph(run: ShrinkRun) -> None:
@@ -224,6 +244,7 @@ def round_targets(run: ShrinkRun) -> Iterator[float]:
     """Each round's target as a fraction of the *current* cost: rounds cut equal shares of the original."""
     rounds = run.config.rounds
     for r in range(1, rounds + 1):
+        run.round = r
         if r > 1:
             build_graph(run)  # the pruned model has new shapes: new groups and costs
             run.progress.log(f"round {r} of {rounds}: re-measuring on the model pruned so far")
@@ -233,7 +254,13 @@ def round_targets(run: ShrinkRun) -> Iterator[float]:
 
 def allocate_channels(run: ShrinkRun, target: float) -> None:
     """How many units each group loses to reach `target` (a fraction of the current cost)."""
-    config, t = run.config, time.time()
+    config, t, key = run.config, time.time(), f"allocate/{run.round}"
+    run.round_target = target
+    saved = run.checkpoint.restored(run, key)
+    if saved is not None:
+        run.allocation = allocation_from(saved["allocation"])
+        run.latency_checks += saved["latency_checks"]
+        return
     run.criterion.prepare(run.model, run.calibration)
     schedule = config.make_schedule()
     if schedule.decides_amounts:  # greedy measures where to cut at every step
@@ -243,7 +270,15 @@ def allocate_channels(run: ShrinkRun, target: float) -> None:
         if config.allocation == AUTO and run.data_free:
             run.progress.log("no --data: allocating by weight magnitude (sensitivity measured on noise misleads)")
         inputs = AllocationInputs(
-            run.model, run.graph, run.criterion, run.batches, run.source, run.data_free, run.progress
+            run.model,
+            run.graph,
+            run.criterion,
+            run.batches,
+            run.source,
+            run.data_free,
+            run.progress,
+            resume=run.checkpoint.partial(key),
+            save_partial=lambda value: run.checkpoint.save_partial(run, key, value),
         )
         strategy.prepare(inputs)
 
@@ -255,41 +290,57 @@ def allocate_channels(run: ShrinkRun, target: float) -> None:
             run.latency_checks.append({"round_target": round(target, 4), "checks": checks})
         else:
             run.allocation = allocate_at(target)
-    run.round_target = target
+    run.allocation = distributed.broadcast(run.allocation)  # measured (latency) allocations differ per rank
+    checks = [c for c in run.latency_checks if c["round_target"] == round(target, 4)]
     run.timings["allocation_s"] = run.timings.get("allocation_s", 0.0) + time.time() - t
+    run.checkpoint.complete(run, key, {"allocation": allocation_state(run.allocation), "latency_checks": checks})
 
 
 def prune(run: ShrinkRun) -> None:
     """Remove the channels (retraining between layers when the schedule does), recording the plan."""
-    config, t = run.config, time.time()
+    config, t, key = run.config, time.time(), f"prune/{run.round}"
     schedule = config.make_schedule()
-    ctx = ScheduleContext(
-        run.model,
-        run.graph,
-        dict(run.allocation.removed),
-        run.criterion,
-        run.plan,
-        calibration=run.calibration,
-        trainer=run.trainer,
-        steps_per_layer=config.steps_per_layer,
-        quick_top1=_quick_top1(run),
-        progress=run.progress,
-        cost=run.cost,
-        target=run.round_target,
-        round_to=run.round_to,
-    )
-    run.schedule_log += schedule.run(ctx)
-    if schedule.decides_amounts:
-        predicted = run.cost.predict(ctx.removals)
-        run.allocation = Allocation(
-            dict(ctx.removals), predicted, predicted / run.cost.baseline(), run.allocation.strategy
+    saved = run.checkpoint.restored(run, key)
+    if saved is not None:  # done before the run was killed: the same steps again, through this round's graph
+        for step in ChannelPlan.from_json(run.checkpoint.saved["plan"]).steps[len(run.plan.steps) : saved["steps"]]:
+            run.graph.prune(step.group, list(step.removed))
+            run.plan.add(step.group, list(step.removed))
+        log, run.allocation = saved["log"], allocation_from(saved["allocation"])
+    else:
+        ctx = ScheduleContext(
+            run.model,
+            run.graph,
+            dict(run.allocation.removed),
+            run.criterion,
+            run.plan,
+            calibration=run.calibration,
+            trainer=run.trainer,
+            steps_per_layer=config.steps_per_layer,
+            quick_top1=_quick_top1(run),
+            progress=run.progress,
+            cost=run.cost,
+            target=run.round_target,
+            round_to=run.round_to,
+            resume=run.checkpoint.partial(key),
+            save_partial=lambda value: run.checkpoint.save_partial(run, key, value),
         )
+        log = schedule.run(ctx)
+        if schedule.decides_amounts:
+            predicted = run.cost.predict(ctx.removals)
+            run.allocation = Allocation(
+                dict(ctx.removals), predicted, predicted / run.cost.baseline(), run.allocation.strategy
+            )
+    distributed.check_agree(f"the channel plan of round {run.round}", run.plan.to_json())
+    run.schedule_log += log
     for name, units in run.allocation.removed.items():
         run.removed[name] = run.removed.get(name, 0) + units
     for layer in _edited_layers(run.graph):
         kept, before = run.graph.kept_outputs(layer), run.kept.get(layer)
         run.kept[layer] = kept if before is None else [before[i] for i in kept]
     run.timings["prune_s"] = run.timings.get("prune_s", 0.0) + time.time() - t
+    if saved is None:
+        result = {"steps": len(run.plan.steps), "log": log, "allocation": allocation_state(run.allocation)}
+        run.checkpoint.complete(run, key, result)
 
 
 def verify(run: ShrinkRun) -> None:
@@ -307,91 +358,26 @@ def measure_after_pruning(run: ShrinkRun) -> None:
     """One-shot accuracy: pruned (and reconstructed), before any retraining."""
     if run.eval_loader is None:
         return
+    saved = run.checkpoint.restored(run, "after_pruning")
+    if saved is not None:
+        run.accuracy.after_pruning = accuracy_from(saved["accuracy"])
+        return
     if run.trainer is None or not run.trainer.steps_done:  # nothing retrained yet: this is the one-shot model
         run.accuracy.after_pruning = run.evaluate(run.model, "accuracy after pruning")
+        run.checkpoint.complete(run, "after_pruning", {"accuracy": accuracy_state(run.accuracy.after_pruning)})
         return
     # the schedule retrained between prunes: the plan applied to the original weights shows the one-shot damage
     new_steps = ChannelPlan(run.plan.steps[len(run.loaded.plan.steps) :])
-    teacher = copy.deepcopy(run.teacher)
+    teacher = copy.deepcopy(run.teacher).cpu()
     pruned_only = new_steps.replay(teacher, run.example, [classifier_module(teacher, run.loaded.spec)])
     run.accuracy.after_pruning = run.evaluate(pruned_only, "accuracy after pruning")
-
-
-def finish(run: ShrinkRun) -> ShrinkResult:
-    config, loaded, graph = run.config, run.loaded, run.graph
-    after = count_cost(run.model, run.example)
-    run.timings["total_s"] = time.time() - run.started
-    run.accuracy.worst_classes = worst_classes(run)
-    report = ShrinkReport(
-        mobileprune=__version__,
-        source={"path": loaded.source, "weights": loaded.weights, "sha256": loaded.sha256},
-        spec=loaded.spec,
-        config=config.to_json(),
-        target=config.target,
-        by=config.by,
-        achieved=round(_achieved(after, run), 4),
-        before=run.before,
-        after=after,
-        allocation={"strategy": _strategy(run), "removed_units": run.removed},
-        groups=[
-            {"group": g.name, "before": run.channels_before[g.name], "after": graph.channels(g.name)}
-            for g in graph.groups
-        ],
-        layers=layer_changes(run.layers_before, layer_shapes(run.model)),
-        schedule_log=run.schedule_log,
-        accuracy=run.accuracy,
-        retraining=_retrain_note(run),
-        timings_s={k: round(v, 2) for k, v in run.timings.items()},
-        versions=versions(),
-        reconstruction=run.reconstruction,
-        latency=latency_report(run),
-    )
-    return ShrinkResult(run.model.eval(), loaded.spec, run.plan, report, run.example, dict(run.kept))
-
-
-def worst_classes(run: ShrinkRun, shown: int = 10) -> list[dict] | None:
-    """The classes that lost most top-1 from before pruning to the end, when both were measured."""
-    before, final = run.accuracy.before, run.accuracy.final()
-    if before is None or final is None or before.per_class is None or final.per_class is None:
-        return None
-    names = class_names(run.loaded.spec) or (run.eval_set.classes if run.eval_set is not None else None)
-    return [row.to_json() for row in damage(before.per_class, [final.per_class], names or None)[:shown]]
-
-
-def _achieved(after: Cost, run: ShrinkRun) -> float:
-    """The target's metric after / before: counted where it can be, else the last measurement, else predicted."""
-    by = run.config.by
-    if by in ("params", "macs"):
-        return after.get(by) / run.before.get(by)
-    if run.latency_checks:  # each round's measured ratio (pruned vs its unpruned, interleaved), multiplied
-        return math.prod(kept_check(entry)["measured"] for entry in run.latency_checks)
-    return run.cost.predict(run.allocation.removed) / run.base_cost
+    run.checkpoint.complete(run, "after_pruning", {"accuracy": accuracy_state(run.accuracy.after_pruning)})
 
 
 def _quick_top1(run: ShrinkRun):
     if run.eval_loader is None or not run.config.eval_batches:
         return None
     return lambda model: evaluate(model, run.eval_loader, run.config.device, run.config.eval_batches).top1
-
-
-def _retrain_note(run: ShrinkRun) -> dict[str, Any]:
-    if run.data is None:
-        return {"done": False, "note": "no --data given: one-shot prune, accuracy not recovered or measured"}
-    config = run.config
-    mode = f"distillation from the unpruned model ({config.train.distill_loss} loss)" if config.distill else "labels"
-    return {
-        "done": True,
-        "data": str(run.data.root),
-        "validation": run.data.val_source,
-        "mode": mode,
-        "steps": run.trainer.steps_done if run.trainer else 0,
-        "skipped_images": run.trainer.skipped if run.trainer else 0,
-    }
-
-
-def _strategy(run: ShrinkRun) -> str:
-    rounds = run.config.rounds
-    return run.allocation.strategy + (f", in {rounds} rounds" if rounds > 1 else "")
 
 
 def _edited_layers(graph: PruningGraph) -> list[str]:

@@ -10,9 +10,11 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
+from ..train import distributed
 from ..train.data import calibration_batches, make_loader, train_transform
 from ..train.features import FeatureMatch
 from ..train.loop import Trainer
+from .checkpoint import accuracy_from, accuracy_state
 from .reconstruct import reconstruct, refittable_layers
 
 if TYPE_CHECKING:
@@ -26,8 +28,13 @@ def sparsity_train(run: ShrinkRun) -> None:
         return
     if run.data is None:
         raise UserError("--sparsity-train needs images to train on: pass --data DIR")
+    saved = run.checkpoint.restored(run, "sparsity_train")
+    if saved is not None:  # the teacher and calibration of later phases are the sparsity-trained model
+        run.model.load_state_dict(saved["weights"])
+        run.accuracy.after_sparsity_training = accuracy_from(saved["accuracy"])
+        return
     t = time.time()
-    loader = make_loader(run.data.train, config.batch_size, True, config.seed, config.workers)
+    loader = _loader(run, run.data.train)
     teacher = copy.deepcopy(run.model).eval() if config.distill else None
     regulariser = run.criterion.sparsity_regulariser(run.model.to(config.device), run.graph, config.l1_gamma)
     trainer = Trainer(loader, config.train, teacher, config.device)
@@ -37,6 +44,9 @@ def sparsity_train(run: ShrinkRun) -> None:
     regulariser.finish()
     run.timings["sparsity_train_s"] = time.time() - t
     run.accuracy.after_sparsity_training = run.evaluate(run.model, "accuracy after sparsity training")
+    weights = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
+    result = {"weights": weights, "accuracy": accuracy_state(run.accuracy.after_sparsity_training)}
+    run.checkpoint.complete(run, "sparsity_train", result)
 
 
 def prepare_recovery(run: ShrinkRun) -> None:
@@ -47,14 +57,36 @@ def prepare_recovery(run: ShrinkRun) -> None:
     if run.data is not None:
         data = run.data
         augmented = data.train.with_transform(train_transform(data.size, data.mean, data.std, config.train.crop_scale))
-        loader = make_loader(augmented, config.batch_size, True, config.seed, config.workers)
-        run.trainer = Trainer(loader, config.train, run.teacher if config.distill else None, config.device)
+        run.trainer = Trainer(
+            _loader(run, augmented), config.train, run.teacher if config.distill else None, config.device
+        )
+        run.trainer.on_step = lambda: run.checkpoint.step(run)
+
+
+def _loader(run: ShrinkRun, images):
+    """Training batches, this process's share of each under torchrun (see train/sampling.py)."""
+    config = run.config
+    return make_loader(
+        images,
+        config.batch_size,
+        True,
+        config.seed,
+        config.workers,
+        distributed.rank(),
+        distributed.world(),
+        pin_memory=config.device.startswith("cuda"),
+    )
 
 
 def reconstruct_layers(run: ShrinkRun) -> None:
     """Re-fit every dense layer to the unpruned model's outputs (see reconstruct.py), when there are images."""
     config = run.config
     if not config.reconstruct or run.data is None or run.teacher is None or not run.allocation.removed:
+        return
+    key = f"reconstruct/{run.round}"
+    saved = run.checkpoint.restored(run, key)
+    if saved is not None:
+        run.reconstruction = saved
         return
     t = time.time()
     batches = calibration_batches(run.data.calibration_set(), config.reconstruct_images, config.batch_size, config.seed)
@@ -70,6 +102,7 @@ def reconstruct_layers(run: ShrinkRun) -> None:
             run.kept.get,
             progress=bar.advance,
         )
+    run.model.cpu()  # pruning and checks work on the CPU; only fitting and training use --device
     run.reconstruction = {
         "layers": len(fits),
         "images": sum(len(b) for b in batches),
@@ -82,11 +115,16 @@ def reconstruct_layers(run: ShrinkRun) -> None:
         f"output error {run.reconstruction['mean_error_before']:.4f} → {run.reconstruction['mean_error_after']:.4f}"
     )
     run.timings["reconstruct_s"] = run.timings.get("reconstruct_s", 0.0) + time.time() - t
+    run.checkpoint.complete(run, key, run.reconstruction)
 
 
 def fine_tune(run: ShrinkRun) -> None:
     """`--epochs` of retraining on the whole pruned model, cosine learning rate."""
     if run.trainer is None:
+        return
+    saved = run.checkpoint.restored(run, "fine_tune")
+    if saved is not None:
+        run.accuracy.after_retraining = accuracy_from(saved["accuracy"])
         return
     config, t = run.config, time.time()
     steps = round(config.epochs * len(run.trainer.loader))
@@ -100,6 +138,7 @@ def fine_tune(run: ShrinkRun) -> None:
         run.trainer.features.remove()
         run.trainer.features = None
     while_pruning = run.timings["prune_s"] if config.make_schedule().retrains_while_pruning else 0
-    run.timings["retrain_s"] = time.time() - t + while_pruning
+    run.timings["retrain_s"] = run.timings.get("retrain_s", 0.0) + time.time() - t + while_pruning
     if run.trainer.steps_done:
         run.accuracy.after_retraining = run.evaluate(run.model, "accuracy after retraining")
+    run.checkpoint.complete(run, "fine_tune", {"accuracy": accuracy_state(run.accuracy.after_retraining)})

@@ -28,3 +28,6 @@ class ClassCounts:
         np.add.at(self.images, labels, 1)
         np.add.at(self.top1, labels, (top5[:, 0] == labels).astype(np.int64))
         np.add.at(self.top5, labels, (top5 == labels[:, None]).any(axis=1).astype(np.int64))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.images, self.top1, self.top5

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from ..errors import UserError
+from .sampling import EpochBatches, SeededAugmentation
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
 UNLABELED = -1
@@ -74,6 +75,10 @@ class Batch:
     images: torch.Tensor
     labels: torch.Tensor
     skipped: int  # corrupt images dropped from this batch
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copies, so the copy to a GPU can overlap with compute (DataLoader calls this)."""
+        return Batch(self.images.pin_memory(), self.labels.pin_memory(), self.skipped)
 
 
 def collate_skipping(items) -> Batch:
@@ -159,16 +164,27 @@ def open_data(
     return DataSplits(train, val, root, "held-out 10% of train", size, mean, std)
 
 
-def make_loader(dataset: ImageSet, batch_size: int, shuffle: bool, seed: int = 0, workers: int = 1) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
+def make_loader(
+    dataset: ImageSet,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    workers: int = 1,
+    rank: int = 0,
+    world: int = 1,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """Batches whose order and random crops are functions of (seed, epoch, image), resumable mid-epoch and
+    split across `world` processes (see sampling.py); `shuffle=False` keeps the folder order."""
+    batches = EpochBatches(len(dataset), batch_size, seed, shuffle, rank, world)
     return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
+        SeededAugmentation(dataset, seed),
+        batch_sampler=batches,
         num_workers=workers,
         collate_fn=collate_skipping,
-        generator=generator,
         persistent_workers=False,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(seed),  # else each new iterator draws from the global RNG
     )
 
 

@@ -11,23 +11,35 @@ benchmarks/results/shrink_mobilenet_v2.json and the README's "Measured on real w
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
 DISTILL_LOSSES = ("centered", "kl")
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, kind: str) -> torch.Tensor:
+def _batch_mean(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(dim=0, keepdim=True)
+
+
+def distillation_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    temperature: float,
+    kind: str,
+    batch_mean: Callable[[torch.Tensor], torch.Tensor] = _batch_mean,
+) -> torch.Tensor:
     """KL(teacher ‖ student) at `temperature`; "centered" first removes each class's batch-mean logit.
 
     A batch of one image has nothing to centre against (centring would zero every logit), so it is
-    compared uncentred.
+    compared uncentred. Under torchrun `batch_mean` is the global batch's (distributed.global_mean).
     """
     if kind not in DISTILL_LOSSES:
         raise ValueError(f"unknown distillation loss '{kind}' (choose from {', '.join(DISTILL_LOSSES)})")
     if kind == "centered" and len(student) > 1:
-        student = student - student.mean(dim=0, keepdim=True)
-        teacher = teacher - teacher.mean(dim=0, keepdim=True)
+        student = student - batch_mean(student)
+        teacher = teacher - batch_mean(teacher)
     t = temperature
     target = F.log_softmax(teacher / t, dim=1)
     log_probs = F.log_softmax(student / t, dim=1)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..errors import UserError
+from . import distributed
 from .class_counts import ClassCounts
 from .data import Batch
 from .distill import distillation_loss
@@ -50,6 +51,7 @@ class TrainConfig:
     label_weight: float = 0.0  # distillation with labelled images: loss = KD + label_weight * cross-entropy
     crop_scale: float = 0.5  # RandomResizedCrop keeps at least this share of the image
     feature_weight: float = 0.0  # distillation: add this times the layer-output loss (train/features.py)
+    amp: bool = False  # CUDA: bfloat16 autocast for forward passes (weights and optimiser stay float32)
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,13 @@ class Accuracy:
 
 
 class Trainer:
-    """Runs training steps (labels or distillation) and evaluation; counts skipped images."""
+    """Runs training steps (labels or distillation) and evaluation; counts skipped images.
+
+    Its state (`state_dict`) is everything a resumed run needs to take the next step exactly as the
+    uninterrupted run would: steps done, the data position (epoch, batch; see sampling.py) and, inside a
+    `train` call, that call's step and optimiser state. `on_step` is called after every optimiser step
+    (checkpoints hang there).
+    """
 
     def __init__(
         self,
@@ -79,21 +87,41 @@ class Trainer:
         self.device = device
         self.skipped = 0
         self.steps_done = 0
+        self.epoch, self.batch = 0, 0  # the next batch to train on
         self.features: FeatureMatch | None = None  # layer outputs to match (set once pruning is done)
+        self.on_step: Callable[[], None] | None = None
+        self._call: dict | None = None  # inside train(): {"step": next step, "optimizer": ...}
+        self._resume_call: dict | None = None  # a saved call to go on with at the next train()
         self._batches = self._forever()
 
+    def state_dict(self) -> dict:
+        state = {"steps_done": self.steps_done, "skipped": self.skipped, "epoch": self.epoch, "batch": self.batch}
+        if self._call is not None:
+            state["call"] = {"step": self._call["step"], "optimizer": self._call["optimizer"].state_dict()}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps_done, self.skipped = state["steps_done"], state["skipped"]
+        self.epoch, self.batch = state["epoch"], state["batch"]
+        self._resume_call = state.get("call")
+        self._batches = self._forever()  # restart the data at the saved position
+
     def _forever(self) -> Iterator[Batch]:
+        sampler = self.loader.batch_sampler
         while True:
-            readable = False
+            sampler.resume_at(self.epoch, self.batch)
+            readable, whole_pass = False, self.batch == 0
             for batch in self.loader:
+                self.batch += 1
                 self.skipped += batch.skipped
                 if batch.images.numel():
                     readable = True
                     yield batch
-            if not readable:  # a whole pass without one image: another pass would not find one either
+            if whole_pass and not readable:  # a whole pass without one image: another would not find one either
                 raise UserError(
                     f"none of the {len(self.loader.dataset)} training images could be read (corrupt or unsupported?)"
                 )
+            self.epoch, self.batch = self.epoch + 1, 0
 
     def train(
         self,
@@ -106,36 +134,60 @@ class Trainer:
         """`steps` optimiser steps on `model`; a new optimiser each call, since pruning replaces weights.
 
         A sparsity `regulariser` (see prune/sparsity.py) takes its proximal step after every optimiser step.
+        A resumed call (see `load_state_dict`) starts at its saved step with its saved optimiser state.
         """
         if steps <= 0:
             return float("nan")
         cfg = self.config
-        opt = make_optimizer(model, cfg)
+        cuda = self.device.startswith("cuda")
+        home = _device_of(model)  # pruning works on the CPU; only the steps run on --device
         model.to(self.device).train()
+        if self.teacher is not None:
+            self.teacher.to(self.device)
+        if cuda:
+            model.to(memory_format=torch.channels_last)
         _freeze_batchnorm(model)
+        opt = make_optimizer(model, cfg)
+        first = 0
+        if self._resume_call is not None:
+            first = self._resume_call["step"]
+            opt.load_state_dict(self._resume_call["optimizer"])
+            self._resume_call = None
+        self._call = {"step": first, "optimizer": opt}
+        wrapped = distributed.wrap(model, self.device)
         total = 0.0
-        for step in range(steps):
-            if cosine:
-                for g in opt.param_groups:
-                    g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-            batch = next(self._batches)
-            x, labels = batch.images.to(self.device), batch.labels.to(self.device)
-            x, mixed = self._mix(x, labels)
-            logits = model(x)
-            loss = self._loss(logits, x, mixed)
-            opt.zero_grad(set_to_none=True)
-            if regulariser:
-                regulariser.zero_grad()
-            loss.backward()
-            opt.step()
-            if regulariser:
-                regulariser.step()
-            total += loss.item()
-            self.steps_done += 1
-            if tick:
-                tick(loss.item())
-        model.eval()
-        return total / steps
+        try:
+            for step in range(first, steps):
+                if cosine:
+                    for g in opt.param_groups:
+                        g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+                batch = next(self._batches)
+                x = batch.images.to(self.device, non_blocking=True)
+                labels = batch.labels.to(self.device, non_blocking=True)
+                if cuda:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                x, mixed = self._mix(x, labels)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and cuda):
+                    logits = wrapped(x)
+                    loss = self._loss(logits, x, mixed)
+                opt.zero_grad(set_to_none=True)
+                if regulariser:
+                    regulariser.zero_grad()
+                (loss * distributed.global_batch_share(len(x), x.device)).backward()
+                opt.step()
+                if regulariser:
+                    regulariser.step()
+                total += loss.item()
+                self.steps_done += 1
+                self._call["step"] = step + 1
+                if tick:
+                    tick(loss.item())
+                if self.on_step:
+                    self.on_step()
+        finally:
+            self._call = None
+        model.to(home, memory_format=torch.contiguous_format).eval()
+        return total / max(steps - first, 1)
 
     def _mix(self, x: torch.Tensor, labels: torch.Tensor):
         """Mixup within the batch: more distinct inputs from few images (the teacher labels the same mix)."""
@@ -153,7 +205,9 @@ class Trainer:
             return _cross_entropy(logits, labels)
         with torch.no_grad():
             teacher_logits = self.teacher(x)
-        loss = distillation_loss(logits, teacher_logits, self.config.temperature, self.config.distill_loss)
+        loss = distillation_loss(
+            logits, teacher_logits, self.config.temperature, self.config.distill_loss, distributed.global_mean
+        )
         if self.features is not None and self.config.feature_weight > 0:
             loss = loss + self.config.feature_weight * self.features.loss()
         if labelled and self.config.label_weight > 0:
@@ -183,7 +237,8 @@ def evaluate(
     max_batches: int | None = None,
     tick: Callable[[], None] | None = None,
 ) -> Accuracy:
-    """Top-1 / top-5 on labelled images."""
+    """Top-1 / top-5 on labelled images (on `device`; the model goes back where it was)."""
+    home = _device_of(model)
     model.to(device).eval()
     counts: ClassCounts | None = None
     for i, batch in enumerate(loader):
@@ -196,6 +251,9 @@ def evaluate(
             counts.add(batch.labels.numpy(), top.cpu().numpy())
         if tick:
             tick()
+    model.to(home)
+    if counts is not None and distributed.active():  # each rank counted its share of every batch
+        counts = ClassCounts(*(distributed.sum_tensor(torch.from_numpy(a)).numpy() for a in counts.arrays()))
     n = int(counts.images.sum()) if counts is not None else 0
     if n == 0 and max_batches is None:
         raise UserError(f"none of the {len(loader.dataset)} evaluation images could be read")
@@ -208,3 +266,7 @@ def _freeze_batchnorm(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters(), torch.empty(0)).device

@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ...errors import UserError
 from ...registry import Registry
@@ -72,6 +72,8 @@ class AllocationInputs:
     source: str  # what the batches are ("32 images from DIR"), for the report
     data_free: bool  # the batches are random noise standing in for images
     progress: object  # Progress
+    resume: Any = None  # what `save_partial` last saved, when resuming a run killed inside this allocation
+    save_partial: Callable[[Any], None] | None = None  # a long measurement saves its progress here
 
 
 def allowed_removals(group: ChannelGroup, round_to: int, max_fraction: float | None = None) -> list[int]:

@@ -51,12 +51,22 @@ def measure_sensitivity(
     batches: Sequence[torch.Tensor],
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     progress: Callable[[], None] | None = None,
+    known: dict[str, DamageCurve] | None = None,
+    measured: Callable[[dict[str, DamageCurve]], None] | None = None,
 ) -> dict[str, DamageCurve]:
-    """Damage curve of every group of `graph`, each group pruned alone by `criterion`."""
+    """Damage curve of every group of `graph`, each group pruned alone by `criterion`.
+
+    `known` curves (from a checkpoint) are not measured again; `measured` sees the curves after each group.
+    """
     model.eval()
     reference = [F.log_softmax(model(x), dim=1) for x in batches]
     curves: dict[str, DamageCurve] = {}
     for group in graph.groups:
+        if known and group.name in known:
+            curves[group.name] = known[group.name]
+            if progress:
+                progress()
+            continue
         scores = criterion.scores(graph, group.name)
         points = [(0, 0.0)]
         worst = 0.0
@@ -71,6 +81,8 @@ def measure_sensitivity(
         if len(points) == 1:
             points.append((1, 0.0))
         curves[group.name] = DamageCurve(tuple(points))
+        if measured:
+            measured(curves)
         if progress:
             progress()
     return curves
@@ -94,9 +106,22 @@ class SensitivityAllocation(AllocationStrategy):
         graph, progress = inputs.graph, inputs.progress
         self.source = f"{'data-free proxy: ' if inputs.data_free else ''}KL on {inputs.source}"
         progress.log(f"measuring sensitivity of {len(graph.groups)} groups ({self.source})")
+        known = {name: DamageCurve(tuple(map(tuple, points))) for name, points in (inputs.resume or {}).items()}
+        save = inputs.save_partial
+
+        def measured(curves: dict[str, DamageCurve]) -> None:
+            if save is not None:
+                save({name: curve.to_json() for name, curve in curves.items()})
+
         with progress.task("sensitivity", len(graph.groups)) as bar:
             self.curves = measure_sensitivity(
-                inputs.model, graph, inputs.criterion, inputs.batches, progress=bar.advance
+                inputs.model,
+                graph,
+                inputs.criterion,
+                inputs.batches,
+                progress=bar.advance,
+                known=known,
+                measured=measured,
             )
 
     def step_cost(self, group: ChannelGroup, now: int, after: int, saved: float) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch.nn as nn
 
@@ -41,6 +41,9 @@ class ScheduleContext:
     cost: CostModel | None = None
     target: float = 1.0
     round_to: int = 8
+    # checkpoints (prune/checkpoint.py): what the schedule saved before a kill, and where it saves progress
+    resume: Any = None
+    save_partial: Callable[[Any], None] | None = None
 
     def prune_group(self, name: str, units: int | None = None) -> list[int]:
         """Remove `units` (default: the allocated number) of `name`, chosen by the criterion now."""
