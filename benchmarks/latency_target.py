@@ -3,10 +3,13 @@
 1. MobileNetV1, V2 (the shared ImageNet weights) and V3-Large at 224 px, `--speedup 2` and `1.5` on
    LiteRT fp32, 1 thread (data-free allocation): the speed-up measured afterwards in a separate interleaved
    run against the unpruned model, with the noise (the unpruned model against itself).
-2. MobileNetV2 with the 500 odd-class photos (sensitivity allocation, reconstruction): `--speedup 2`
-   against `--by macs` at the MAC ratio the latency-pruned model ended with; both timed interleaved and
-   both scored on the 500 held-out even-class photos.
+2. MobileNetV2 with the 500 odd-class photos (sensitivity allocation, reconstruction), `--speedup 1.5` and
+   `2`, allocated by damage per predicted ms and by damage per MAC (`--allocate-per`), each brought to the
+   measured target; the default (`auto`) keeps the one with less predicted damage. All models timed in one
+   interleaved run and scored on the 500 held-out even-class photos.
 3. The latency model's error on random pruned variants of V2 (predicted vs measured), and the profile PNG.
+
+4. `--round-to auto` on LiteRT: which channel multiple the runtime is fastest at, measured.
 
 Writes benchmarks/results/latency_target.json, latency_target.png and profile_mobilenet_v2_litert_fp32.png.
 Run: `make bench-latency` (about 45 min on 2 cores; tables are cached in benchmarks/results/.latency-cache).
@@ -15,6 +18,7 @@ Run: `make bench-latency` (about 45 min on 2 cores; tables are cached in benchma
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -28,7 +32,8 @@ from mobileprune.api import open_shrink_data
 from mobileprune.atomic import write_json
 from mobileprune.bench.latency_profile import plot_profile, profile_latency
 from mobileprune.bench.probe import RuntimeProbe
-from mobileprune.prune.cost import count_cost
+from mobileprune.prune.cost import COST_MODELS, count_cost
+from mobileprune.prune.graph import PruningGraph
 from mobileprune.reporting.plots import pyplot, save_figure
 from mobileprune.reporting.provenance import machine_facts, versions
 from mobileprune.train.data import make_loader
@@ -46,14 +51,18 @@ def main() -> None:
     ap.add_argument("--archs", default=",".join(ARCHS))
     ap.add_argument("--speedups", default="2,1.5")
     ap.add_argument("--variants", type=int, default=10)
-    ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--parts", default="speed,accuracy,model,round_to", help="which parts to run")
+    ap.add_argument("--merge", action="store_true", help="update the existing results file (rows by arch and ask)")
     ap.add_argument("--split", type=Path, help="an existing imagenet_split.py output (default: build one)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "latency_target.json")
     args = ap.parse_args()
     options = {"runtime": "litert", "threads": 1, "precision": "fp32", "cache_dir": str(CACHE)}
     results: dict = {"options": {k: v for k, v in options.items() if k != "cache_dir"}, "speedups": []}
+    if args.merge:
+        results = json.loads(args.out.read_text())
+    parts = args.parts.split(",")
     probe = RuntimeProbe("litert", 1, "fp32", runs=100, min_seconds=3.0)  # the independent check: longer runs
-    for arch in args.archs.split(","):
+    for arch in args.archs.split(",") if "speed" in parts else ():
         for speedup in (float(s) for s in args.speedups.split(",")):
             loaded = _load(arch)
             original = _load(arch).model.eval()
@@ -62,12 +71,21 @@ def main() -> None:
             report = shrink(loaded, config).report
             row = _speed_row(probe, original, loaded.model, report, speedup)
             row.update(arch=arch, wall_s=round(time.time() - started, 1))
-            results["speedups"].append(row)
+            same = [r for r in results["speedups"] if (r["arch"], r["asked_speedup"]) == (arch, speedup)]
+            results["speedups"] = (
+                [row if r in same else r for r in results["speedups"]] if same else [*results["speedups"], row]
+            )
             print(row, flush=True)
             _write(args.out, results)
-    if not args.skip_accuracy:
+    if "accuracy" in parts:
         results["accuracy"] = _accuracy(args, options, probe)
         _write(args.out, results)
+    if "round_to" in parts:
+        results["round_to_auto"] = _round_to(options)
+        print(results["round_to_auto"], flush=True)
+        _write(args.out, results)
+    if "model" not in parts:
+        return
     loaded = _load("mobilenet_v2")
     profile = profile_latency(loaded, options, args.variants)
     results["latency_model"] = profile.to_json()
@@ -104,31 +122,60 @@ def _speed_row(probe, original, pruned, report, speedup: float) -> dict:
 
 
 def _accuracy(args, options, probe) -> dict:
-    """V2 at 2x by latency vs by MACs at the same MAC ratio: speed and held-out top-1 of both."""
+    """V2 at each speed-up, allocated per ms and per MAC (both to the measured target): speed and held-out top-1."""
     split = args.split or _build_split()
     spec = _load("mobilenet_v2").spec
     data, heldout = open_shrink_data(spec, split / "unlabeled", split / "heldout", distill=True)
     loader = make_loader(heldout, 50, False, workers=1)
-    out = {}
-    common = {"schedule": "oneshot", "distill": True}
-    latency = _load("mobilenet_v2")
-    report = shrink(latency, ShrinkConfig(target=0.5, by="latency", cost_options=options, **common), data).report
-    macs = _load("mobilenet_v2")
-    shrink(macs, ShrinkConfig(target=report.ratios["macs"], by="macs", **common), data)
     original = _load("mobilenet_v2").model.eval()
+    out: dict = {"unpruned_top1": evaluate(original, loader).top1}
+    models = {}
+    for speedup in (float(s) for s in args.speedups.split(",")):
+        row: dict = {}
+        for per in ("auto", "other"):
+            if per == "other":
+                per = "macs" if row["auto_kept"] == "ms" else "ms"
+            loaded = _load("mobilenet_v2")
+            config = ShrinkConfig(
+                target=1 / speedup,
+                by="latency",
+                schedule="oneshot",
+                distill=True,
+                cost_options={**options, "allocate_per": per},
+            )
+            started = time.time()
+            report = shrink(loaded, config, data).report
+            entry = report.latency["rounds"][0]
+            kept = entry["allocated_per"]
+            if per == "auto":
+                row["auto_kept"], row["candidates"] = kept, entry.get("candidates", {})
+            row[kept] = {
+                "top1": evaluate(loaded.model.eval(), loader).top1,
+                "mac_ratio": report.ratios["macs"],
+                "measured_inside_shrink": report.achieved,
+                "wall_s": round(time.time() - started, 1),
+            }
+            models[(speedup, kept)] = loaded.model.eval()
+            print(speedup, kept, row[kept], flush=True)
+        out[f"{speedup:g}x"] = row
     example = torch.randn(1, 3, 224, 224)
-    base, again, by_latency, by_macs = probe.time([original, original, latency.model, macs.model], example)
-    for name, model, ms in (("by_latency", latency.model, by_latency), ("by_macs", macs.model, by_macs)):
-        cost = count_cost(model, example)
-        out[name] = {
-            "top1": evaluate(model.eval(), loader).top1,
-            "measured_speedup": round((base + again) / 2 / ms, 4),
-            "mac_ratio": round(cost.macs / count_cost(original, example).macs, 4),
-        }
-        print(name, out[name], flush=True)
-    out["noise"] = round(abs(base / again - 1), 4)
-    out["unpruned_top1"] = evaluate(original, loader).top1
+    names = list(models)
+    times = probe.time([original, original, *models.values()], example)
+    base = (times[0] + times[1]) / 2
+    out["noise"] = round(abs(times[0] / times[1] - 1), 4)
+    for (speedup, per), ms in zip(names, times[2:], strict=True):
+        out[f"{speedup:g}x"][per]["measured_speedup"] = round(base / ms, 4)
     return out
+
+
+def _round_to(options: dict) -> dict:
+    """`--round-to auto` on the real runtime: does LiteRT prefer a channel multiple for MobileNetV2's layers?"""
+    loaded = _load("mobilenet_v2")
+    example = torch.randn(1, 3, 224, 224)
+    graph = PruningGraph(loaded.model.eval(), example, [loaded.model.classifier])
+    offered = {"model": loaded.model, "example": example, "groups": graph.groups}
+    multiple, why = COST_MODELS.create("latency", offered=offered, **options).preferred_multiple()
+    return {"arch": "mobilenet_v2", "multiple": multiple, "why": why}
 
 
 def _build_split() -> Path:

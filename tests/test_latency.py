@@ -113,6 +113,28 @@ def test_the_correction_loop_lands_within_five_percent_of_the_measured_target(tm
     truth = 0.05 + FakeProbe._layers(loaded.model, torch.randn(1, 3, 32, 32))
     assert report.latency["measured_ms"] == pytest.approx(truth, rel=1e-4)  # the model written is the one timed
     assert all(c["measured"] > 0 for c in checks) and report.by == "latency"
+    final = report.latency["final_check"]  # the written model, timed once more before writing
+    assert final["within_tolerance"] and final["measured"] == pytest.approx(report.achieved)
+
+
+def test_with_a_damage_model_both_allocations_are_timed_and_the_less_damaging_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(probe_module, "RuntimeProbe", FakeProbe)
+    monkeypatch.setattr(probe_module, "check_runtime", lambda *a: None)
+    config = ShrinkConfig(
+        target=0.6,
+        by="latency",
+        allocation="sensitivity",
+        calibration_images=4,
+        cost_options={"cache_dir": str(tmp_path)},
+    )
+    entry = shrink(_tiny(), config).report.latency["rounds"][0]
+    candidates = entry["candidates"]
+    assert set(candidates) == {"ms", "macs"} and all(abs(c["measured"] / 0.6 - 1) <= 0.05 for c in candidates.values())
+    kept = min(candidates, key=lambda n: candidates[n]["predicted_damage"])
+    assert entry["allocated_per"] == kept
+    config.cost_options["allocate_per"] = "macs"
+    only = shrink(_tiny(), config).report.latency["rounds"][0]
+    assert only["allocated_per"] == "macs" and "candidates" not in only
 
 
 @pytest.mark.parametrize("pad, expected", [(16, 16), (8, 8), (4, 4), (1, 8)])
@@ -151,6 +173,7 @@ def test_round_to_auto_needs_a_latency_target(run_cli, tmp_path):
         (["--speedup", "0.5"], "--speedup must be a number above 1"),
         (["--speedup", "0"], "--speedup must be a number above 1"),
         (["--speedup", "abc"], "--speedup must be a number above 1"),
+        (["--by", "latency", "--allocate-per", "watts"], "--allocate-per must be one of auto, ms, macs"),
         (["--speedup", "2", "--target", "0.5"], "give --target or --speedup, not both"),
     ],
 )

@@ -38,7 +38,8 @@ def saving(self, run):
 
 def stepping(self, run):
     global count
-    phase = "finetune" if "after_pruning" in self.done else "layerwise" if self._partial else ""
+    pruned = any(key.startswith("prune/") for key in self.done)
+    phase = "layerwise" if self._partial else "finetune" if pruned else ""
     if point == phase:
         count += 1
         if count == n:

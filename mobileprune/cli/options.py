@@ -89,6 +89,9 @@ def _shrink_options() -> dict[str, Opt]:
         "threads": Opt(int | None, None, "--by latency: threads of that runtime [1]."),
         "precision": Opt(str | None, None, "--by latency: fp32, fp16 or int8 file [fp32]."),
         "cache_dir": Opt(str | None, None, "--by latency: latency table folder [~/.cache/mobileprune/latency]."),
+        "allocate_per": Opt(
+            str | None, None, "--by latency: damage per ms, per macs, or auto (both timed; less damage wins) [auto]."
+        ),
         "benchmark_binary": Opt(str | None, None, "--by latency --device adb: benchmark_model to push or run."),
         "cpu_mask": Opt(str | None, None, "--by latency --device adb: taskset mask, e.g. f0."),
         "device": Opt(str, "cpu", "cpu or cuda (retraining); adb[:SERIAL]: --by latency measured on that phone."),
@@ -169,6 +172,7 @@ def shrink_config(
     threads: int | None = None,
     precision: str | None = None,
     cache_dir: str | None = None,
+    allocate_per: str | None = None,
     benchmark_binary: str | None = None,
     cpu_mask: str | None = None,
     device: str = "cpu",
@@ -212,7 +216,9 @@ def shrink_config(
         criterion_options=criterion_options,
         allocation_options=allocation_options,
         schedule_options=schedule_options,
-        cost_options=_cost_options(runtime, threads, precision, cache_dir, device, benchmark_binary, cpu_mask),
+        cost_options=_cost_options(
+            runtime, threads, precision, cache_dir, device, benchmark_binary, cpu_mask, allocate_per
+        ),
         device="cpu" if device.startswith("adb") else device,  # a phone measures latency; training stays here
         **settings,
     )
@@ -227,7 +233,7 @@ def _round_to(text: str | int) -> int | str:
         raise UserError(f"--round-to must be a whole number of at least 1 or auto, not '{text}'") from None
 
 
-def _cost_options(runtime, threads, precision, cache_dir, device, binary, cpu_mask) -> dict[str, Any]:
+def _cost_options(runtime, threads, precision, cache_dir, device, binary, cpu_mask, allocate_per) -> dict[str, Any]:
     """The --by latency settings the user gave (the cost model has defaults for the rest)."""
     given = {
         "runtime": runtime,
@@ -237,6 +243,7 @@ def _cost_options(runtime, threads, precision, cache_dir, device, binary, cpu_ma
         "device": device if device.startswith("adb") else None,
         "benchmark_binary": binary,
         "cpu_mask": cpu_mask,
+        "allocate_per": allocate_per,
     }
     return {k: v for k, v in given.items() if v is not None}
 

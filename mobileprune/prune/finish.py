@@ -80,6 +80,8 @@ def _achieved(after: Cost, run: ShrinkRun) -> float:
     by = run.config.by
     if by in ("params", "macs"):
         return after.get(by) / run.before.get(by)
+    if run.latency_final:  # the written model against the unpruned one, timed last
+        return run.latency_final["measured"]
     if run.latency_checks:  # each round's measured ratio (pruned vs its unpruned, interleaved), multiplied
         return math.prod(kept_check(entry)["measured"] for entry in run.latency_checks)
     return run.cost.predict(run.allocation.removed) / run.base_cost

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..progress import Progress
-from .allocate import Allocation
+from .allocate import Allocation, AllocationStrategy, allocate
 from .config import AUTO
+from .cost import COST_MODELS
 
 if TYPE_CHECKING:
     from .pipeline import ShrinkRun
@@ -61,6 +62,50 @@ def meet_measured_target(
     return allocation, checks
 
 
+def allocate_to_measured_target(run: ShrinkRun, strategy: AllocationStrategy, target: float) -> tuple[Allocation, dict]:
+    """`--by latency`'s allocation: damage per predicted ms, or per MAC, or both (`allocate_per`), each brought
+    to the *measured* target; with both, the one its strategy predicts less damage for wins.
+
+    Why both: per-layer latency tables are fitted from a few timings each, so the milliseconds a group saves
+    are estimates, while MACs are exact; at the same measured speed the cheaper-looking layers by ms may
+    be the more sensitive ones. Without a damage model (uniform, magnitude) damage per ms is used.
+    """
+    per = run.cost.allocate_per
+    has_damage = strategy.predicted_damage({}) is not None
+    names = ("ms", "macs") if per == AUTO and has_damage else ("ms",) if per == AUTO else (per,)
+    offered = {"model": run.model, "example": run.example, "groups": run.graph.groups, "progress": run.progress}
+    candidates: dict[str, tuple[Allocation, list[dict], float | None]] = {}
+    for name in names:
+        denominator = run.cost if name == "ms" else COST_MODELS.create("macs", offered=offered)
+
+        def allocate_at(aim: float, denominator=denominator, name: str = name) -> Allocation:
+            found = allocate(run.graph.groups, denominator, strategy, aim, run.round_to)
+            ms = run.cost.predict(found.removed)  # every candidate's prediction in milliseconds
+            return Allocation(found.removed, ms, ms / run.cost.baseline(), f"{found.strategy}, damage per {name}")
+
+        run.progress.log(f"--by latency: allocating by damage per {name}, then timing it")
+        allocation, checks = meet_measured_target(run.cost, allocate_at, target, run.progress)
+        candidates[name] = (allocation, checks, strategy.predicted_damage(allocation.removed))
+    best = min(candidates, key=lambda n: candidates[n][2] or 0.0)
+    entry = {"round_target": round(target, 4), "checks": candidates[best][1], "allocated_per": best}
+    if len(candidates) > 1:
+        entry["candidates"] = {
+            name: {
+                "predicted_damage": float(f"{damage:.6g}"),
+                "measured": kept_check({"round_target": target, "checks": c})["measured"],
+            }
+            for name, (_, c, damage) in candidates.items()
+        }
+        run.progress.log(
+            "--by latency: "
+            + ", ".join(
+                f"per {n}: predicted damage {v['predicted_damage']:.4f}" for n, v in entry["candidates"].items()
+            )
+            + f"; kept per {best}"
+        )
+    return candidates[best][0], entry
+
+
 def resolve_round_to(run: ShrinkRun) -> int:
     """`--round-to` as a number; `auto` asks the (measured) cost model which channel multiple its runtime likes."""
     if run.config.round_to != AUTO:
@@ -78,9 +123,28 @@ def kept_check(entry: dict) -> dict:
     return min(entry["checks"], key=lambda c: abs(c["measured"] - entry["round_target"]))
 
 
+def recheck_latency(run: ShrinkRun) -> None:
+    """Time the model about to be written against the unpruned one once more: the machine may have drifted
+    since the allocation was timed, and rounds multiply their errors. Said plainly if it misses."""
+    if not run.latency_checks or run.unpruned is None:
+        return
+    measured, ms = run.cost.compare(run.unpruned, run.model.eval())
+    ok = abs(measured / run.config.target - 1) <= TOLERANCE
+    run.latency_final = {"measured": round(measured, 4), "measured_ms": round(ms, 4), "within_tolerance": ok}
+    note = f"final check: {measured:.3f} of the unpruned model's latency, {ms:.3f} ms (asked {run.config.target:.3f})"
+    run.progress.log(
+        note
+        if ok
+        else f"[yellow]{note}: outside ±{TOLERANCE:.0%}; the machine's speed may have drifted, "
+        "or the rounds' errors added up[/yellow]"
+    )
+
+
 def latency_report(run: ShrinkRun) -> dict[str, Any]:
     if not run.latency_checks:
         return {}
     auto = {"round_to": run.round_to, "round_to_auto": run.round_to_note} if run.round_to_note else {}
     kept = kept_check(run.latency_checks[-1])
-    return {**run.cost.describe(), **auto, "rounds": run.latency_checks, "measured_ms": kept["measured_ms"]}
+    final = {"final_check": run.latency_final} if run.latency_final else {}
+    measured_ms = run.latency_final["measured_ms"] if run.latency_final else kept["measured_ms"]
+    return {**run.cost.describe(), **auto, "rounds": run.latency_checks, **final, "measured_ms": measured_ms}

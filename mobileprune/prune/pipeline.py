@@ -32,7 +32,7 @@ from .cost import COST_MODELS, Cost, CostModel, LayerCosts, count_cost
 from .criteria import CalibrationData, Criterion
 from .finish import ShrinkResult, finish
 from .graph import PruningGraph
-from .measured_target import meet_measured_target, resolve_round_to
+from .measured_target import allocate_to_measured_target, recheck_latency, resolve_round_to
 from .plan import ChannelPlan
 from .recover import fine_tune, prepare_recovery, reconstruct_layers, sparsity_train
 from .report import AccuracyReport, layer_shapes
@@ -82,6 +82,8 @@ class ShrinkRun:
     round_to: int = 8  # --round-to, resolved ("auto" measured on the runtime)
     round_to_note: str = ""
     latency_checks: list[dict] = field(default_factory=list)  # --by latency: measured attempts per round
+    latency_final: dict = field(default_factory=dict)  # --by latency: the written model timed once more
+    unpruned: nn.Module | None = None  # --by latency: the model before pruning, for that last timing
     schedule_log: list[dict] = field(default_factory=list)
     channels_before: dict[str, int] = field(default_factory=dict)
     layers_before: dict[str, list[int]] = field(default_factory=dict)
@@ -126,6 +128,7 @@ def shrink(
     verify(run)
     measure_after_pruning(run)
     fine_tune(run)
+    recheck_latency(run)
     return finish(run)
 
 
@@ -218,6 +221,8 @@ def build_graph(run: ShrinkRun) -> None:
         run.channels_before = {g.name: run.graph.channels(g.name) for g in run.graph.groups}
         run.layers_before = layer_shapes(run.model)
         run.base_cost = run.cost.baseline()
+        if getattr(run.cost, "verified", False):
+            run.unpruned = copy.deepcopy(run.model).eval()
     run.timings["graph_s"] = run.timings.get("graph_s", 0.0) + time.time() - t
 
 
@@ -286,8 +291,8 @@ def allocate_channels(run: ShrinkRun, target: float) -> None:
             return allocate(run.graph.groups, run.cost, strategy, aim, run.round_to)
 
         if getattr(run.cost, "verified", False):  # a measured cost: time the allocation, correct, repeat
-            run.allocation, checks = meet_measured_target(run.cost, allocate_at, target, run.progress)
-            run.latency_checks.append({"round_target": round(target, 4), "checks": checks})
+            run.allocation, entry = allocate_to_measured_target(run, strategy, target)
+            run.latency_checks.append(entry)
         else:
             run.allocation = allocate_at(target)
     run.allocation = distributed.broadcast(run.allocation)  # measured (latency) allocations differ per rank

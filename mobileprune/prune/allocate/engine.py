@@ -60,6 +60,10 @@ class AllocationStrategy(ABC):
     def describe(self) -> str:
         return self.name
 
+    def predicted_damage(self, removed: Mapping[str, int]) -> float | None:
+        """The damage this strategy's own model predicts for an allocation (None: it has no damage model)."""
+        return None
+
 
 @dataclass
 class AllocationInputs:

@@ -11,7 +11,7 @@ no labels, so unlabeled images (or, without data, random noise as a data-free pr
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -130,3 +130,7 @@ class SensitivityAllocation(AllocationStrategy):
 
     def describe(self) -> str:
         return f"sensitivity ({self.source})"
+
+    def predicted_damage(self, removed: Mapping[str, int]) -> float:
+        """Sum of each group's measured damage at its removal (groups taken as independent, as allocating does)."""
+        return sum(self.curves[name].at(units) for name, units in removed.items() if units)

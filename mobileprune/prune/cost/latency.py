@@ -21,12 +21,15 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ...errors import UserError
 from ...progress import SILENT, Progress
 from ...registry import option
 from ..graph import ChannelGroup, PruningGraph
 from .analytic import LayerCosts
 from .base import COST_MODELS
 from .latency_table import LatencyTable, LayerShape, layer_shapes
+
+ALLOCATE_PER = ("auto", "ms", "macs")
 
 
 @COST_MODELS.register
@@ -46,6 +49,9 @@ class LatencyCost:
     device: str = option("", "adb or adb:SERIAL: time on an Android phone with benchmark_model instead")
     benchmark_binary: str = option("", "benchmark_model: a local file to push, or its path on the phone")
     cpu_mask: str = option("", "taskset mask on the phone, e.g. f0 for the big cores")
+    allocate_per: str = option(
+        "auto", "damage per: ms (the latency tables), macs, or auto (both, measured; less predicted damage wins)"
+    )
     probe: Any = None  # a LatencyProbe; default: this machine, `runtime` (or the phone, with `device`)
     progress: Progress = SILENT
     metric: str = field(init=False, default="latency")
@@ -56,6 +62,8 @@ class LatencyCost:
         from ...bench.probe import check_runtime
 
         check_runtime(options.get("runtime", "litert"), options.get("threads", 1), options.get("precision", "fp32"))
+        if options.get("allocate_per", "auto") not in ALLOCATE_PER:
+            raise UserError(f"--allocate-per must be one of {', '.join(ALLOCATE_PER)}, not '{options['allocate_per']}'")
 
     def __post_init__(self) -> None:
         if self.probe is None:
@@ -150,6 +158,11 @@ class LatencyCost:
         Latency does not depend on which channels go, so the copy loses each group's last units.
         """
         base, ms = self.probe.time([self._unpruned_copy, self._pruned_copy(removed)], self.example, careful=True)
+        return ms / base, ms
+
+    def compare(self, original: nn.Module, final: nn.Module) -> tuple[float, float]:
+        """Measured ratio final / original (interleaved) and the final model's ms: the check before writing."""
+        base, ms = self.probe.time([original, final], self.example, careful=True)
         return ms / base, ms
 
     def _pruned_copy(self, removed: Mapping[str, int]) -> nn.Module:
