@@ -64,6 +64,7 @@ def shrink(
         raise UserError(f"--checkpoint-every must be at least 1, not {checkpoint_every}")
     checkpoint = RunCheckpoint.open(out, checkpoint_every, resume, force)
     api.check_output_dir(out, force or is_checkpoint_only(out))  # a resumed run's folder holds its checkpoint
+    distributed.barrier()  # every process has checked --out before rank 0 writes its first checkpoint there
     export_formats = formats(export) if export else []
     torch.manual_seed(config.seed)  # random-weight models are built here: same seed, same model, same result
     loaded = api.load_model(model, pretrained=pretrained, **load_args)

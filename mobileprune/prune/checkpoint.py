@@ -37,11 +37,7 @@ if TYPE_CHECKING:
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.pt"
 FORMAT = 1
-NEUTRAL = {"workers", "checkpoint_every", "device_note"}  # settings a resume may change: same result
-
-
-def has_checkpoint(out: Path) -> bool:
-    return (Path(out) / CHECKPOINT_DIR / STATE_FILE).is_file()
+NEUTRAL = {"workers", "checkpoint_every"}  # settings a resume may change: they do not change the result
 
 
 def is_checkpoint_only(out: Path) -> bool:
@@ -221,8 +217,10 @@ def allocation_from(state: dict) -> Allocation:
 def _flat(settings: dict, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in settings.items():
-        if isinstance(value, dict) and key != "removed":
+        if isinstance(value, dict):
             out.update(_flat(value, f"{prefix}{key}."))
+        elif key == "device" and isinstance(value, str):  # cuda:1 on rank 1 is the same setting as cuda:0
+            out[f"{prefix}{key}"] = value.split(":")[0]
         else:
             out[f"{prefix}{key}"] = value
     return out
