@@ -134,6 +134,12 @@ class RunCheckpoint:
         if self._since_save >= self.every:
             self.save(run)
 
+    def replay_steps(self, run: ShrinkRun, upto: int | None = None) -> None:
+        """The saved plan's steps after those `run` has, up to step `upto`, pruned again through `run.graph`."""
+        for step in ChannelPlan.from_json(self.saved["plan"]).steps[len(run.plan.steps) : upto]:
+            run.graph.prune(step.group, list(step.removed))
+            run.plan.add(step.group, list(step.removed))
+
     def discard(self) -> None:
         """Remove this run's own checkpoint (a fresh run that failed on bad input: resuming cannot help)."""
         if self.folder is None or self.saved is not None or not distributed.is_main():
@@ -154,7 +160,7 @@ class RunCheckpoint:
             "done": self.done,
             "partial": dict([self._partial]) if self._partial else {},
             "plan": run.plan.to_json(),
-            "weights": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+            "weights": cpu_weights(run.model),
             "trainer": run.trainer.state_dict() if run.trainer is not None else None,
             "timings": dict(run.timings),
             "rng": _rng_state(),
@@ -168,10 +174,7 @@ class RunCheckpoint:
     def _arrive(self, run: ShrinkRun, key: str) -> None:
         """At the first incomplete phase: the rest of the saved plan, the weights, the trainer and the RNG."""
         saved = self.saved
-        steps = ChannelPlan.from_json(saved["plan"]).steps
-        for step in steps[len(run.plan.steps) :]:  # pruned inside the interrupted phase (layerwise)
-            run.graph.prune(step.group, list(step.removed))
-            run.plan.add(step.group, list(step.removed))
+        self.replay_steps(run)  # pruned inside the interrupted phase (layerwise)
         run.model.load_state_dict(saved["weights"])
         if run.trainer is not None and saved["trainer"] is not None:
             run.trainer.load_state_dict(saved["trainer"])
@@ -184,6 +187,10 @@ class RunCheckpoint:
 
 
 # -- results of phases as checkpoint values (tensors and plain containers only) -----------------------
+
+
+def cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def accuracy_state(acc: Accuracy | None) -> dict | None:

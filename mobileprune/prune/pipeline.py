@@ -266,6 +266,7 @@ def allocate_channels(run: ShrinkRun, target: float) -> None:
         run.allocation = allocation_from(saved["allocation"])
         run.latency_checks += saved["latency_checks"]
         return
+    measured_before = len(run.latency_checks)
     run.criterion.prepare(run.model, run.calibration)
     schedule = config.make_schedule()
     if schedule.decides_amounts:  # greedy measures where to cut at every step
@@ -286,17 +287,13 @@ def allocate_channels(run: ShrinkRun, target: float) -> None:
             save_partial=lambda value: run.checkpoint.save_partial(run, key, value),
         )
         strategy.prepare(inputs)
-
-        def allocate_at(aim: float) -> Allocation:
-            return allocate(run.graph.groups, run.cost, strategy, aim, run.round_to)
-
         if getattr(run.cost, "verified", False):  # a measured cost: time the allocation, correct, repeat
             run.allocation, entry = allocate_to_measured_target(run, strategy, target)
             run.latency_checks.append(entry)
         else:
-            run.allocation = allocate_at(target)
+            run.allocation = allocate(run.graph.groups, run.cost, strategy, target, run.round_to)
     run.allocation = distributed.broadcast(run.allocation)  # measured (latency) allocations differ per rank
-    checks = [c for c in run.latency_checks if c["round_target"] == round(target, 4)]
+    checks = run.latency_checks[measured_before:]
     run.timings["allocation_s"] = run.timings.get("allocation_s", 0.0) + time.time() - t
     run.checkpoint.complete(run, key, {"allocation": allocation_state(run.allocation), "latency_checks": checks})
 
@@ -307,9 +304,7 @@ def prune(run: ShrinkRun) -> None:
     schedule = config.make_schedule()
     saved = run.checkpoint.restored(run, key)
     if saved is not None:  # done before the run was killed: the same steps again, through this round's graph
-        for step in ChannelPlan.from_json(run.checkpoint.saved["plan"]).steps[len(run.plan.steps) : saved["steps"]]:
-            run.graph.prune(step.group, list(step.removed))
-            run.plan.add(step.group, list(step.removed))
+        run.checkpoint.replay_steps(run, upto=saved["steps"])
         log, run.allocation = saved["log"], allocation_from(saved["allocation"])
     else:
         ctx = ScheduleContext(
@@ -368,13 +363,11 @@ def measure_after_pruning(run: ShrinkRun) -> None:
         run.accuracy.after_pruning = accuracy_from(saved["accuracy"])
         return
     if run.trainer is None or not run.trainer.steps_done:  # nothing retrained yet: this is the one-shot model
-        run.accuracy.after_pruning = run.evaluate(run.model, "accuracy after pruning")
-        run.checkpoint.complete(run, "after_pruning", {"accuracy": accuracy_state(run.accuracy.after_pruning)})
-        return
-    # the schedule retrained between prunes: the plan applied to the original weights shows the one-shot damage
-    new_steps = ChannelPlan(run.plan.steps[len(run.loaded.plan.steps) :])
-    teacher = copy.deepcopy(run.teacher).cpu()
-    pruned_only = new_steps.replay(teacher, run.example, [classifier_module(teacher, run.loaded.spec)])
+        pruned_only = run.model
+    else:  # the schedule retrained between prunes: the plan applied to the original weights shows the damage
+        new_steps = ChannelPlan(run.plan.steps[len(run.loaded.plan.steps) :])
+        teacher = copy.deepcopy(run.teacher).cpu()
+        pruned_only = new_steps.replay(teacher, run.example, [classifier_module(teacher, run.loaded.spec)])
     run.accuracy.after_pruning = run.evaluate(pruned_only, "accuracy after pruning")
     run.checkpoint.complete(run, "after_pruning", {"accuracy": accuracy_state(run.accuracy.after_pruning)})
 

@@ -14,7 +14,7 @@ from ..train import distributed
 from ..train.data import calibration_batches, make_loader, train_transform
 from ..train.features import FeatureMatch
 from ..train.loop import Trainer
-from .checkpoint import accuracy_from, accuracy_state
+from .checkpoint import accuracy_from, accuracy_state, cpu_weights
 from .reconstruct import reconstruct, refittable_layers
 
 if TYPE_CHECKING:
@@ -44,8 +44,7 @@ def sparsity_train(run: ShrinkRun) -> None:
     regulariser.finish()
     run.timings["sparsity_train_s"] = time.time() - t
     run.accuracy.after_sparsity_training = run.evaluate(run.model, "accuracy after sparsity training")
-    weights = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
-    result = {"weights": weights, "accuracy": accuracy_state(run.accuracy.after_sparsity_training)}
+    result = {"weights": cpu_weights(run.model), "accuracy": accuracy_state(run.accuracy.after_sparsity_training)}
     run.checkpoint.complete(run, "sparsity_train", result)
 
 

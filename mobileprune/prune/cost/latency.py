@@ -157,8 +157,7 @@ class LatencyCost:
 
         Latency does not depend on which channels go, so the copy loses each group's last units.
         """
-        base, ms = self.probe.time([self._unpruned_copy, self._pruned_copy(removed)], self.example, careful=True)
-        return ms / base, ms
+        return self.compare(self._unpruned_copy, self._pruned_copy(removed))
 
     def compare(self, original: nn.Module, final: nn.Module) -> tuple[float, float]:
         """Measured ratio final / original (interleaved) and the final model's ms: the check before writing."""
