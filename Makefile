@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench-shrink bench-convert bench-speed bench-sweep bench-data-free bench-accuracy bench-latency bench-mediapipe bench-damage bench-app-input bench-resume clean
+.PHONY: demo test test-all lint bench-shrink bench-convert bench-speed bench-sweep bench-data-free bench-accuracy bench-latency bench-mediapipe bench-damage bench-app-input bench-resume bench-sparsify clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ bench-damage: $(STAMP)  # compare + report on real weights (ImageNet split, CIFA
 
 bench-app-input: $(STAMP)  # run on an otherwise idle machine
 	$(BIN)/python benchmarks/app_input_cost.py
+
+bench-sparsify: $(STAMP)  # one-shot OBS vs magnitude (ImageNet), the CIFAR app Pareto, the sparse .tflite
+	$(BIN)/python benchmarks/sparsify_imagenet_oneshot.py
+	$(BIN)/python benchmarks/sparsify_cifar_app.py
+	$(BIN)/python benchmarks/sparse_tflite.py
 
 bench-resume: $(STAMP)  # kill -9 three times + --resume on MobileNetV2, against an unkilled run
 	$(BIN)/python benchmarks/resume_mobilenet_v2.py

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from protocol import build_split
 
 from mobileprune import ShrinkConfig, load_model, shrink
 from mobileprune.api import open_shrink_data
@@ -61,7 +60,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "accuracy_at_2x.json")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    split = args.split or _build_split()
+    split = build_split(args.split)
     teacher_loaded = load_model(WEIGHTS, arch="mobilenet_v2")
     spec = teacher_loaded.spec
     data, heldout = open_shrink_data(spec, split / "unlabeled", split / "heldout", distill=True)
@@ -131,12 +130,6 @@ def _recover(model, kept, teacher, recon_batches, kd_loader, eval_loader, steps)
     out["distill_steps"] = steps
     out["top1_distilled"] = evaluate(student.eval(), eval_loader).top1
     return out
-
-
-def _build_split() -> Path:
-    split = Path(tempfile.mkdtemp(prefix="mobileprune-split-"))
-    subprocess.run([sys.executable, str(SHARED / "protocols" / "imagenet_split.py"), str(split)], check=True)
-    return split
 
 
 def _previous(path: Path) -> dict:

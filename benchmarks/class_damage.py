@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from protocol import build_split
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
 from mobileprune.api import compare, open_shrink_data, write_comparison
@@ -65,7 +66,7 @@ def main() -> None:
 
 
 def imagenet(args, timings: dict) -> None:
-    split = args.split or _build_split()
+    split = build_split(args.split)
     shrunk = args.shrunk or args.work / "imagenet_shrunk"
     if not (shrunk / "report.json").exists():
         started = time.time()
@@ -141,12 +142,6 @@ def _screenshot(page: Path, png: Path) -> None:
         return
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,2400"]
     subprocess.run([chromium, *flags, f"--screenshot={png}", page.resolve().as_uri()], capture_output=True, timeout=120)
-
-
-def _build_split() -> Path:
-    split = Path(tempfile.mkdtemp(prefix="mobileprune-split-"))
-    subprocess.run(["python3", str(SHARED / "protocols" / "imagenet_split.py"), str(split)], check=True)
-    return split
 
 
 if __name__ == "__main__":

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from protocol import build_split
 
 from mobileprune import ShrinkConfig, load_model, shrink
 from mobileprune.api import open_shrink_data
@@ -123,7 +121,7 @@ def _speed_row(probe, original, pruned, report, speedup: float) -> dict:
 
 def _accuracy(args, options, probe) -> dict:
     """V2 at each speed-up, allocated per ms and per MAC (both to the measured target): speed and held-out top-1."""
-    split = args.split or _build_split()
+    split = build_split(args.split)
     spec = _load("mobilenet_v2").spec
     data, heldout = open_shrink_data(spec, split / "unlabeled", split / "heldout", distill=True)
     loader = make_loader(heldout, 50, False, workers=1)
@@ -176,12 +174,6 @@ def _round_to(options: dict) -> dict:
     offered = {"model": loaded.model, "example": example, "groups": graph.groups}
     multiple, why = COST_MODELS.create("latency", offered=offered, **options).preferred_multiple()
     return {"arch": "mobilenet_v2", "multiple": multiple, "why": why}
-
-
-def _build_split() -> Path:
-    split = Path(tempfile.mkdtemp(prefix="mobileprune-split-"))
-    subprocess.run([sys.executable, str(SHARED / "protocols" / "imagenet_split.py"), str(split)], check=True)
-    return split
 
 
 def _write(path: Path, results: dict) -> None:

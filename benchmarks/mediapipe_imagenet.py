@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from protocol import build_split
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
 from mobileprune.api import open_shrink_data
@@ -48,7 +47,7 @@ def main() -> None:
     ap.add_argument("--shrunk", type=Path, help="an existing 0.5-MAC shrink output (default: shrink now)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "mediapipe_imagenet.json")
     args = ap.parse_args()
-    split = args.split or _build_split()
+    split = build_split(args.split)
     work = Path(tempfile.mkdtemp(prefix="mobileprune-mediapipe-"))
     unpruned = load_model(WEIGHTS, arch="mobilenet_v2")
     spec = unpruned.spec
@@ -177,12 +176,6 @@ def _plot(rows: list[dict], path: Path) -> None:
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title("The converted files in Android's own classifier (MediaPipe Tasks)")
     save_figure(fig, path)
-
-
-def _build_split() -> Path:
-    split = Path(tempfile.mkdtemp(prefix="mobileprune-split-"))
-    subprocess.run([sys.executable, str(SHARED / "protocols" / "imagenet_split.py"), str(split)], check=True)
-    return split
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 loaded = load_model("mobilenet_v2.pth", arch="mobilenet_v2")
 data = open_data("images/", loaded.spec.input_size, loaded.spec.mean, loaded.spec.std)
 result = shrink(loaded, ShrinkConfig(target=0.5, by="macs", distill=True), data)
+sparse = sparsify(load_model("shrunk/"), SparsifyConfig(sparsity=0.7, method="gradual", epochs=2), data)
 save_output(result, "shrunk/")
 model = load("shrunk/")
 results = convert(load_model("shrunk/"), ["tflite", "onnx"], "bundle/")
@@ -25,6 +26,8 @@ from .progress import SILENT, Progress
 from .prune.config import ShrinkConfig
 from .prune.pipeline import ShrinkResult, shrink
 from .prune.report import ShrinkReport
+from .sparsify.config import SparsifyConfig
+from .sparsify.run import sparsify
 from .sweep import run_sweep as sweep
 from .train.data import DataSplits, ImageSet, open_data, open_image_folder
 
@@ -109,5 +112,7 @@ __all__ = [
     "read_report",
     "save_output",
     "shrink",
+    "sparsify",
+    "SparsifyConfig",
     "sweep",
 ]

@@ -1,4 +1,8 @@
-"""`sweep`: every (criterion, target) pair shrunk with the same retraining budget, then compared.
+"""`sweep`: every (method, target) pair shrunk or sparsified with the same retraining budget, then compared.
+
+A method is a shrink criterion (l1, taylor, ...), the greedy schedule, or a sparsify method (magnitude,
+gradual, lottery, obs, hybrid: target t means sparsity 1 - t of the sparsifiable weights); every point's
+parameter ratio counts nonzero parameters, so structured and sparse points share the axes.
 
 Each finished point is written to `OUT/points/` at once (atomically), and a point already there is never
 recomputed: a killed sweep is resumed by running the same command again, and a later run with more
@@ -29,6 +33,9 @@ from .prune.pipeline import ShrinkResult, shrink
 from .prune.report import ShrinkReport
 from .prune.schedules import SCHEDULES
 from .reporting.plots import plot_pareto
+from .sparsify.config import SparsifyConfig
+from .sparsify.methods import METHODS
+from .sparsify.run import sparsify
 from .train.data import DataSplits, ImageSet
 
 
@@ -88,9 +95,11 @@ def run_sweep(
             continue
         progress.log(f"[{i}/{len(pairs)}] {criterion} @ {target:g} ...")
         started = time.time()
-        point_config = method_config(config, criterion, target)
         torch.manual_seed(config.seed)  # a random-weight model is built by load(): every point from the same one
-        result = shrink_fn(load(), point_config, data, eval_data, progress)
+        if criterion in METHODS:
+            result = sparsify(load(), sparse_config(config, criterion, target), data, eval_data, progress)
+        else:
+            result = shrink_fn(load(), method_config(config, criterion, target), data, eval_data, progress)
         point = _point(result.report, criterion, target, config.by, time.time() - started)
         write_json(path, point.to_json())
         points.append(point)
@@ -126,6 +135,31 @@ def method_config(config: ShrinkConfig, method: str, target: float) -> ShrinkCon
     sparsity = config.sparsity_train if CRITERIA.get(method).sparsity_training != "unused" else 0
     options = _declared(CRITERIA, method, config.criterion_options)
     return replace(config, criterion=method, criterion_options=options, target=target, sparsity_train=sparsity)
+
+
+def sparse_config(config: ShrinkConfig, method: str, target: float) -> SparsifyConfig:
+    """A sparsify method at sparsity 1 - `target`, with the shrink points' retraining settings."""
+    return SparsifyConfig(
+        sparsity=round(1 - target, 6),
+        method=method,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        distill=config.distill,
+        train=config.train,
+        seed=config.seed,
+        device=config.device,
+        workers=config.workers,
+    )
+
+
+def check_method(config: ShrinkConfig, method: str, target: float) -> None:
+    """Refuse an unknown method (or bad settings for it) before any work."""
+    if method in METHODS:
+        sparse_config(config, method, target).validate()
+        if METHODS.get(method).needs_training and config.epochs <= 0:
+            raise UserError(f"{method} prunes while fine-tuning: pass --data DIR and --epochs N")
+    else:
+        method_config(config, method, target).validate()
 
 
 def _declared(registry, name: str, options: dict) -> dict:

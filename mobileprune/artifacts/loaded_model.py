@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn as nn
 
 from ..models import ModelSpec
@@ -19,3 +20,4 @@ class LoadedModel:
     sha256: str | None = None  # of the checkpoint file, when there is one
     plan: ChannelPlan = field(default_factory=ChannelPlan)  # steps already applied (shrunk-again models)
     notes: list[str] = field(default_factory=list)  # what was decided on the user's behalf (an inferred --arch)
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)  # a sparsify output's: layer → True where kept

@@ -4,6 +4,7 @@
     model.safetensors   the weights; with plan.json, `mobileprune.load(DIR)` rebuilds the model
     plan.json           architecture spec + channel plan (the steps to replay on the unpruned arch)
     report.json         sizes, ratios, per-layer channels, accuracy, timings, versions
+    masks.safetensors   sparsify outputs only: one uint8 mask per sparse layer ("<layer>.weight_mask", 1 = kept)
 
 Everything is written into a temporary sibling folder that replaces `DIR` by rename at the end, so an
 interrupted run leaves the previous folder (or nothing), never a half-written one.
@@ -31,7 +32,8 @@ from .safe_pt2 import check_pt2, load_exported
 if TYPE_CHECKING:
     from ..prune.pipeline import ShrinkResult
 
-OUTPUT_FILES = ("model.pt2", "model.safetensors", "plan.json", "report.json")
+OUTPUT_FILES = ("model.pt2", "model.safetensors", "plan.json", "report.json", "masks.safetensors")
+MASKS_FILE, MASK_SUFFIX = "masks.safetensors", ".weight_mask"
 EXPORTED_ONLY = "shrink output (model.pt2)"  # LoadedModel.weights of a folder made from a pickled module
 
 
@@ -83,7 +85,10 @@ def save_output(result: ShrinkResult, out: str | Path, force: bool = False) -> P
         save_file(state, tmp / "model.safetensors", metadata={"format": "pt", "arch": result.spec.arch})
         plan = {"format": PLAN_FORMAT, "spec": result.spec.to_json(), "steps": result.plan.to_json()}
         write_json(tmp / "plan.json", plan)
-        for name in OUTPUT_FILES[:3]:
+        if result.masks:
+            masks = {name + MASK_SUFFIX: m.to(torch.uint8).contiguous() for name, m in result.masks.items()}
+            save_file(masks, tmp / MASKS_FILE)
+        for name in (*OUTPUT_FILES[:3], MASKS_FILE):
             if (tmp / name).exists():
                 files[name] = (tmp / name).stat().st_size
         result.report.files = files
@@ -120,7 +125,23 @@ def load_output(folder: str | Path, trust_pickle: bool = False) -> LoadedModel:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise UserError(f"'{weights}' does not fit the replayed plan: {str(exc).splitlines()[0]}") from exc
-    return LoadedModel(model.eval(), spec, str(folder), "shrink output", sha256_of(weights), plan)
+    masks = read_masks(folder / MASKS_FILE, state) if (folder / MASKS_FILE).exists() else {}
+    return LoadedModel(model.eval(), spec, str(folder), "shrink output", sha256_of(weights), plan, masks=masks)
+
+
+def read_masks(path: Path, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A sparsify output's masks, each checked against its layer's weight (shape, and zeros where masked)."""
+    masks = {}
+    for key, value in read_weights(path).items():
+        layer = key.removesuffix(MASK_SUFFIX)
+        weight = state.get(layer + ".weight")
+        if not key.endswith(MASK_SUFFIX) or weight is None or weight.shape != value.shape:
+            raise UserError(f"'{path}' is damaged: '{key}' is not the mask of a weight of this model")
+        keep = value.bool()
+        if bool(weight[~keep].ne(0).any()):
+            raise UserError(f"'{path}' does not match model.safetensors: '{layer}' has nonzero weights where masked")
+        masks[layer] = keep
+    return masks
 
 
 def read_plan(folder: Path) -> tuple[ModelSpec, ChannelPlan]:

@@ -10,10 +10,12 @@ median(baseline) / median(model), set beside the MAC and parameter ratios that p
 from __future__ import annotations
 
 import os
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..export.tflite_sparse import has_sparse_tensors
 from ..progress import SILENT, Progress
 from ..reporting.provenance import machine_facts
 from .models import BenchModel
@@ -68,6 +70,7 @@ class BenchResult:
     speedups: list[SpeedUp]
     skipped: list[str]
     machine: dict
+    notes: list[str] = field(default_factory=list)  # what a reader must know to read the numbers
 
     def to_json(self) -> dict:
         return {
@@ -75,6 +78,7 @@ class BenchResult:
             "measurements": [m.to_json() for m in self.measurements],
             "speedups": [s.__dict__ for s in self.speedups],
             "skipped": self.skipped,
+            "notes": self.notes,
         }
 
 
@@ -100,7 +104,21 @@ def bench(models: list[BenchModel], config: BenchConfig, progress: Progress = SI
                 measurements += _interleaved(runtime_name, members, threads, config, progress)
             except CannotRun as exc:
                 skipped.append(f"{file_name} on {runtime_name} at {threads} thread(s): {exc}")
-    return BenchResult(measurements, speedups(measurements, models), skipped, machine_facts())
+    return BenchResult(measurements, speedups(measurements, models), skipped, machine_facts(), _sparse_notes(groups))
+
+
+def _sparse_notes(groups: dict) -> list[str]:
+    """Sparse .tflite files timed on x86: XNNPACK has no sparse kernels there, so they ran dense."""
+    if platform.machine().lower() in ("arm64", "aarch64") or platform.machine().lower().startswith("arm"):
+        return []
+    files = {path for members in groups.values() for _, path in members if path.suffix == ".tflite"}
+    sparse = sorted(str(p) for p in files if has_sparse_tensors(p))
+    if not sparse:
+        return []
+    return [
+        f"{', '.join(sparse)}: sparse weights, timed dense here: XNNPACK's sparse kernels are ARM and "
+        "WebAssembly code (time them on a phone: bench --device adb)"
+    ]
 
 
 def _interleaved(runtime_name, members, threads: int, config: BenchConfig, progress: Progress) -> list[Measurement]:

@@ -1,4 +1,4 @@
-"""`mobileprune plugins`: every criterion, allocation, schedule, cost, format and runtime, with its options."""
+"""`mobileprune plugins`: every criterion, allocation, schedule, cost, sparsify method, format and runtime."""
 
 from typing import Annotated
 
@@ -13,6 +13,7 @@ from ..prune.allocate import ALLOCATIONS
 from ..prune.cost import COST_MODELS
 from ..prune.criteria import CRITERIA
 from ..prune.schedules import SCHEDULES
+from ..sparsify.methods import METHODS
 from .app import app
 
 KINDS = {
@@ -20,6 +21,7 @@ KINDS = {
     "allocation": (ALLOCATIONS, "--allocation"),
     "schedule": (SCHEDULES, "--schedule"),
     "by": (COST_MODELS, "--by"),
+    "method": (METHODS, "sparsify --method"),
     "format": (FORMATS, "convert --to"),
     "runtime": (RUNTIMES, "bench --runtime"),
 }

@@ -93,10 +93,10 @@ def shrink(
         convert_and_report(api.load_model(str(out)), export_formats, out / "bundle", console, check=True)
 
 
-def default_out(model: str) -> Path:
+def default_out(model: str, suffix: str = ".shrunk") -> Path:
     """`mobilenet.pt` → `mobilenet.shrunk/`, `timm:lcnet_100` → `lcnet_100.shrunk/`: one folder per input."""
     name = Path(model.rstrip("/")).name
     stem = name.split(":", 1)[-1]
     if Path(model).is_file():
         stem = Path(model).stem
-    return Path(f"{stem}.shrunk")
+    return Path(f"{stem}{suffix}")

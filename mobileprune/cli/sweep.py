@@ -11,7 +11,7 @@ from ..errors import UserError
 from ..progress import Progress
 from ..prune.config import ShrinkConfig
 from ..reporting.console import print_sweep
-from ..sweep import method_config
+from ..sweep import check_method
 from .app import app
 from .options import target as parse_target
 from .options import with_options
@@ -31,7 +31,13 @@ def sweep(
     load_args: dict,
     targets: Annotated[str, typer.Option(help="Targets to keep, e.g. 0.9,0.8,0.7.")] = "0.84,0.7,0.5",
     criteria: Annotated[
-        str, typer.Option(help="Criteria to compare, e.g. l1,bn,taylor,random; greedy = the greedy schedule.")
+        str,
+        typer.Option(
+            "--criteria",
+            "--methods",
+            help="Methods to compare: criteria (l1,bn,taylor,random), greedy, or sparse methods "
+            "(magnitude,gradual,lottery,obs,hybrid: sparsity 1 - target).",
+        ),
     ] = "l1,taylor,random",
     out: Annotated[Path, typer.Option(help="Sweep folder (re-run the same command to resume).")] = Path("sweep"),
     data: Annotated[Path | None, typer.Option(help="ImageFolder root for retraining (and val/ accuracy).")] = None,
@@ -46,7 +52,7 @@ def sweep(
         raise UserError("--targets and --criteria each need at least one value")
     config.target = target_list[0]
     for name in names:
-        method_config(config, name, config.target).validate()  # an unknown method is refused before any work
+        check_method(config, name, config.target)  # an unknown method is refused before any work
     spec = api.load_model(model, **load_args).spec
     splits, evals = api.open_shrink_data(spec, data, eval_data, distill=config.distill, seed=config.seed)
     points = api.sweep(

@@ -6,7 +6,9 @@ the other formats are still produced; the bundle's metadata.json says what happe
 
 from __future__ import annotations
 
+import io
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -55,6 +57,7 @@ class FormatResult:
     layout: str = "NCHW"  # of the file's input: NCHW, NHWC, or image (Core ML)
     input: dict | None = None  # what the app feeds this file (layout, range, normalisation)
     notes: list[str] = field(default_factory=list)  # what the exporter chose, e.g. the int8 scheme
+    zip_mb: float | None = None  # the download: the file deflated, as app stores and bundles compress it
 
 
 def parse_formats(text: str) -> list[str]:
@@ -264,6 +267,7 @@ def _convert_one(name: str, request: ExportRequest, inputs: CheckInputs, referen
     seconds = round(time.time() - started, 2)
     size_mb = round(_size(path) / 1e6, 3)
     result = FormatResult(name, path.name, precision, size_mb, seconds, "skipped", None, True, notes=request.notes)
+    result.zip_mb = round(zipped_size(path) / 1e6, 3)
     if not check:
         return result
     images = exporter.representable(inputs.images, request.spec)
@@ -305,6 +309,16 @@ def judge(precision: str, outputs: np.ndarray, reference: np.ndarray, inputs: Ch
     if agreement >= INT8_AGREEMENT:
         return f"passed (top-1 agreement {agreement:.3f} on {len(outputs)} images)", True
     return f"FAILED (top-1 agreement {agreement:.3f} < {INT8_AGREEMENT} on {len(outputs)} images)", False
+
+
+def zipped_size(path: Path) -> int:
+    """Bytes of `path` (a file, or a folder such as an .mlpackage) in a deflate zip: the download size."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for item in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if item.is_file():
+                archive.write(item, item.relative_to(path.parent))
+    return len(buffer.getvalue())
 
 
 def _size(path: Path) -> int:

@@ -75,7 +75,7 @@ def float_output(model) -> bool:
     quantized = graph.tensors[index]
     if quantized.type not in (schema.TensorType.INT8, schema.TensorType.UINT8):
         return False
-    code = _operator_code(model, schema.BuiltinOperator.DEQUANTIZE)
+    code = operator_code(model, schema.BuiltinOperator.DEQUANTIZE)
     result = schema.TensorT()
     result.shape, result.type, result.buffer = quantized.shape, schema.TensorType.FLOAT32, _empty_buffer(model)
     result.name = (quantized.name.decode() if isinstance(quantized.name, bytes) else quantized.name) + "_float"
@@ -104,7 +104,7 @@ def entry_name(entry) -> str:
     return entry.name.decode() if isinstance(entry.name, bytes) else str(entry.name)
 
 
-def _operator_code(model, builtin: int) -> int:
+def operator_code(model, builtin: int) -> int:
     from ai_edge_litert import schema_py_generated as schema
 
     for i, code in enumerate(model.operatorCodes):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..quiet import native_output_silenced
-from . import mediapipe_client, tflite_file, tflite_metadata
+from . import mediapipe_client, tflite_file, tflite_metadata, tflite_sparse
 from .app_input import AppInput
 from .base import FORMATS, Exporter, ExportRequest, ModelAbout
 
@@ -132,10 +132,19 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
 
 def finish_file(path: Path, request: ExportRequest) -> None:
     """What the app's clients need beyond the converted graph: a float output where MediaPipe needs one,
-    the standard metadata with the labels packed in, and the `mobileprune` JSON entry."""
+    sparse weights stored sparse (tflite_sparse.py), the standard metadata with the labels packed in, and
+    the `mobileprune` JSON entry."""
     model = tflite_file.read_model(path)
     if request.app_input.normalized_in_model and tflite_file.float_output(model):
         request.notes.append("int8 output dequantised to float32 in the file (MediaPipe reads float or uint8)")
+    stored = tflite_sparse.store_sparse(model)
+    if stored:
+        dense, sparse = sum(t.dense_bytes for t in stored), sum(t.sparse_bytes for t in stored)
+        request.notes.append(
+            f"{len(stored)} weight tensors stored sparse (TFLite sparsity parameters + DENSIFY): "
+            f"{dense / 1e6:.2f} MB of weights → {sparse / 1e6:.2f} MB"
+        )
+        request.metadata["sparse_tensors"] = len(stored)
     kinds = tflite_file.tensor_types(model)
     request.metadata["input"] = {**request.metadata.get("input", {}), "dtype": kinds[0].lower()}
     if request.precision == "int8":

@@ -32,6 +32,7 @@ class ShrinkResult:
     report: ShrinkReport
     example_input: torch.Tensor
     kept_outputs: dict[str, list[int]] = field(default_factory=dict)  # per edited layer: original output indices
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)  # sparsify: per layer, True = weight kept
 
 
 def finish(run: ShrinkRun) -> ShrinkResult:

@@ -137,7 +137,7 @@ def _original_outputs(original: nn.Module, layers: Sequence[str], batches: Seque
     return picks, {name: torch.cat(rows[name]) for name in layers}
 
 
-def _capture(model: nn.Module, name: str, x: torch.Tensor) -> tuple[torch.Tensor, nn.Module]:
+def capture_input(model: nn.Module, name: str, x: torch.Tensor) -> tuple[torch.Tensor, nn.Module]:
     """The input of layer `name` for input `x`; the forward stops right there."""
     layer = model.get_submodule(name)
     seen: list[torch.Tensor] = []
@@ -158,7 +158,7 @@ def _capture(model: nn.Module, name: str, x: torch.Tensor) -> tuple[torch.Tensor
 
 def _inputs_at(pruned, name, x, pick) -> torch.Tensor:
     """The pruned layer's inputs at the sampled output positions (samples × in features·kernel)."""
-    inp, layer = _capture(pruned, name, x)
+    inp, layer = capture_input(pruned, name, x)
     if isinstance(layer, nn.Linear):
         return inp.reshape(-1, inp.shape[-1]).double()
     cols = F.unfold(inp, layer.kernel_size, layer.dilation, layer.padding, layer.stride)  # n × (c·k) × positions

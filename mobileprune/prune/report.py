@@ -74,6 +74,7 @@ class ShrinkReport:
     latency: dict[str, Any] = field(default_factory=dict)  # --by latency: runtime, table, predicted vs measured
     files: dict[str, Any] = field(default_factory=dict)  # filled by save_output
     command: str = ""  # the command line that made it, when it came from the CLI
+    sparsity: dict[str, Any] = field(default_factory=dict)  # sparsify: method, zeros per layer, XNNPACK verdict
 
     def __getitem__(self, key: str) -> Any:
         """report.json's keys, read as before the report was typed: `result.report["achieved"]`."""
@@ -115,6 +116,8 @@ class ShrinkReport:
             out["files"] = self.files
         if self.command:
             out["command"] = self.command
+        if self.sparsity:
+            out["sparsity"] = self.sparsity
         return out
 
     @classmethod
@@ -143,6 +146,7 @@ class ShrinkReport:
                 latency=dict(data.get("latency", {})),
                 files=dict(data.get("files", {})),
                 command=str(data.get("command", "")),
+                sparsity=dict(data.get("sparsity", {})),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             what = f"missing {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"

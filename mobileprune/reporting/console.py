@@ -31,22 +31,25 @@ def print_report(report: ShrinkReport, console: Console) -> None:
             summary.add_row(label, "", f"{stage.top1:.4f}", "")
     console.print(summary)
 
-    stages = Table(title="channels per group (producer layer)", title_justify="left")
-    stages.add_column("group")
-    stages.add_column("before", justify="right")
-    stages.add_column("after", justify="right")
-    for g in report.groups:
-        mark = "" if g["before"] == g["after"] else f" (-{g['before'] - g['after']})"
-        stages.add_row(g["group"], str(g["before"]), f"{g['after']}{mark}")
-    console.print(stages)
+    if report.sparsity:
+        print_sparsity(report.sparsity, console)
+    else:
+        stages = Table(title="channels per group (producer layer)", title_justify="left")
+        stages.add_column("group")
+        stages.add_column("before", justify="right")
+        stages.add_column("after", justify="right")
+        for g in report.groups:
+            mark = "" if g["before"] == g["after"] else f" (-{g['before'] - g['after']})"
+            stages.add_row(g["group"], str(g["before"]), f"{g['after']}{mark}")
+        console.print(stages)
 
-    console.print(
-        f"target {report.target:.4f} of {report.by}, achieved {report.achieved:.4f}; "
-        f"allocation: {report.allocation.get('strategy')}; "
-        f"criterion: {report.config.get('criterion')}; schedule: {report.config.get('schedule')}; "
-        f"time taken {report.timings_s.get('total_s', 0.0):.1f} s",
-        highlight=False,
-    )
+        console.print(
+            f"target {report.target:.4f} of {report.by}, achieved {report.achieved:.4f}; "
+            f"allocation: {report.allocation.get('strategy')}; "
+            f"criterion: {report.config.get('criterion')}; schedule: {report.config.get('schedule')}; "
+            f"time taken {report.timings_s.get('total_s', 0.0):.1f} s",
+            highlight=False,
+        )
     latency = report.latency
     if latency:
         ms = latency["measured_ms"]
@@ -65,13 +68,45 @@ def print_report(report: ShrinkReport, console: Console) -> None:
         console.print(f"[yellow]skipped {retrain['skipped_images']} unreadable images[/yellow]")
 
 
+def print_sparsity(sparsity: dict, console: Console) -> None:
+    """Zeros per layer, the overall sparsity and XNNPACK's verdict on the sparse layers."""
+    table = Table(title=f"sparsity per layer ({sparsity['excluded']})", title_justify="left")
+    for col in ("layer", "shape", "sparsity", "1×1 (XNNPACK sparse kind)"):
+        table.add_column(col, justify="right" if col == "sparsity" else "left")
+    for row in sparsity["layers"]:
+        table.add_row(
+            row["layer"],
+            "×".join(map(str, row["shape"])),
+            f"{row['sparsity']:.3f}",
+            "yes" if row["xnnpack_sparse_kind"] else "",
+        )
+    console.print(table)
+    structured = sparsity.get("structured")
+    if structured:
+        console.print(
+            f"structured step: shrink kept {structured['params_ratio']:.4f} of the parameters "
+            f"({structured['macs_ratio']:.4f} of the MACs), then {structured['then']}",
+            highlight=False,
+        )
+    xnn = sparsity["xnnpack"]
+    console.print(
+        f"{sparsity['method']}: {sparsity['achieved']:.4f} of {sparsity['weights']:,} weights are zero "
+        f"({sparsity['of_original']:.4f} of the unpruned model's, removed filters included); "
+        f"XNNPACK sparse inference: {'yes' if xnn['sparse_inference'] else 'no'} "
+        f"({xnn['reason']}; on x86 it runs dense)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def print_conversion(results, console: Console) -> None:
     table = Table(title="converted", title_justify="left")
-    for col in ("format", "file", "precision", "input", "size MB", "check", "convert s"):
-        table.add_column(col, justify="right" if col in ("size MB", "convert s") else "left")
+    for col in ("format", "file", "precision", "input", "MB (zip)", "check", "convert s"):
+        table.add_column(col, justify="right" if col in ("MB (zip)", "convert s") else "left")
     for r in results:
         style = None if r.ok else "red"
         size = f"{r.size_mb:.2f}" if r.size_mb is not None else "-"
+        size += f" ({r.zip_mb:.2f})" if r.zip_mb is not None else ""
         row = (r.format, r.file or "-", r.precision, r.layout, size, escape(r.check), f"{r.seconds:.1f}")
         table.add_row(*row, style=style)
     console.print(table)
@@ -103,6 +138,8 @@ def print_bench(result, console: Console) -> None:
         console.print(speed)
     for line in result.skipped:
         console.print(f"[yellow]not timed: {escape(line)}[/yellow]")
+    for line in result.notes:
+        console.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)
 
 
 def _num(x: float | None) -> str:

@@ -1,0 +1,162 @@
+"""`sparsify`: zero individual weights to a sparsity, keep them zero through fine-tuning, report per layer.
+
+start (checks, masks the input already had, trainer and evaluation images) → accuracy before → the method
+(magnitude, gradual, lottery, obs, hybrid: methods/) → accuracy after → report. The result is a
+`ShrinkResult` whose model carries its masks, so the shrink output folder, `info`, `convert`, `bench` and
+`sweep` read a sparse model like a shrunk one; a hybrid's structured step is in its plan.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn as nn
+
+from ..artifacts.shrink_folder import EXPORTED_ONLY
+from ..errors import UserError
+from ..models import build_model
+from ..progress import SILENT, Progress
+from ..prune.cost import Cost, count_cost
+from ..prune.plan import ChannelPlan
+from ..prune.report import AccuracyReport
+from ..train.data import DataSplits, ImageSet, calibration_batches, make_loader, train_transform
+from ..train.loop import Accuracy, Trainer, evaluate
+from .config import SparsifyConfig
+from .finish import finish_sparsify
+from .masks import MaskHold, WeightMasks, held, prunable_weights, sparse_layers
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+    from ..artifacts import LoadedModel
+    from ..prune.finish import ShrinkResult
+
+
+@dataclass
+class SparsifyRun:
+    """What the method works on; it leaves the sparse model in `loaded.model` and its masks in `masks`."""
+
+    loaded: LoadedModel
+    config: SparsifyConfig
+    data: DataSplits | None
+    progress: Progress
+    example: torch.Tensor
+    sparsity: float  # what the method must reach in the model's sparsifiable layers (hybrid lowers it)
+    masks: WeightMasks = field(default_factory=WeightMasks)
+    plan: ChannelPlan = field(default_factory=ChannelPlan)
+    trainer: Trainer | None = None
+    eval_loader: DataLoader | None = None
+    accuracy: AccuracyReport = field(default_factory=AccuracyReport)
+    budget: int = 0  # fine-tune steps (--epochs over --data)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)  # the method's own report entries
+    started: float = field(default_factory=time.time)
+    before: Cost = field(default_factory=lambda: Cost(0, 0))  # the unpruned architecture's
+    original_weights: int = 0  # the unpruned architecture's sparsifiable weights
+
+    @property
+    def model(self) -> nn.Module:
+        return self.loaded.model
+
+    @property
+    def layers(self) -> dict[str, nn.Module]:
+        return sparse_layers(self.model)
+
+    def evaluate(self, label: str) -> Accuracy | None:
+        if self.eval_loader is None:
+            return None
+        with self.progress.task(label, len(self.eval_loader)) as bar:
+            acc = evaluate(self.model, self.eval_loader, self.config.device, tick=bar.advance)
+        self.progress.log(f"{label}: top-1 {acc.top1:.4f}, top-5 {acc.top5:.4f} ({acc.images} images)")
+        return acc
+
+    def after_pruning(self) -> None:
+        """The one-shot accuracy, for methods that zero everything before training."""
+        self.timings["prune_s"] = time.time() - self.started
+        self.accuracy.after_pruning = self.evaluate("accuracy after sparsifying")
+
+    def calibration(self) -> list[torch.Tensor]:
+        if self.data is None:
+            raise UserError(
+                f"--method {self.config.method} needs calibration images: pass --data DIR (unlabeled is fine)"
+            )
+        config = self.config
+        return calibration_batches(
+            self.data.calibration_set(), config.calibration_images, config.batch_size, config.seed
+        )
+
+    def train(self, steps: int, hold: MaskHold, label: str) -> None:
+        """`steps` fine-tune steps (cosine learning rate) with `hold` keeping the masks."""
+        if self.trainer is None or steps <= 0:
+            return
+        t = time.time()
+        with self.progress.task(label, steps) as bar:
+            self.trainer.train(
+                self.model, steps, tick=lambda loss: bar.advance(1, f"loss {loss:.3f}"), cosine=True, regulariser=hold
+            )
+        self.timings["retrain_s"] = self.timings.get("retrain_s", 0.0) + time.time() - t
+
+    def fine_tune(self, steps: int) -> None:
+        with held(self.model, self.masks) as hold:
+            self.train(steps, hold, f"masked fine-tune, {steps} steps")
+
+
+def sparsify(
+    loaded: LoadedModel,
+    config: SparsifyConfig,
+    data: DataSplits | None = None,
+    eval_data: ImageSet | None = None,
+    progress: Progress = SILENT,
+) -> ShrinkResult:
+    """Zero `config.sparsity` of the weights of `loaded.model`'s sparsifiable layers, in place."""
+    config.validate()
+    method = config.make_method()
+    run = start(loaded, config, data, eval_data, progress)
+    if method.needs_training and run.budget == 0:
+        raise UserError(f"--method {method.name} prunes while fine-tuning: pass --data DIR and --epochs N")
+    if method.needs_images and data is None:
+        raise UserError(f"--method {method.name} needs calibration images: pass --data DIR (unlabeled is fine)")
+    run.accuracy.before = run.evaluate("accuracy before")
+    method.run(run)
+    run.masks.apply(run.model)
+    if run.trainer is not None and run.trainer.steps_done:
+        run.accuracy.after_retraining = run.evaluate("accuracy after fine-tuning")
+    return finish_sparsify(run, method)
+
+
+def start(
+    loaded: LoadedModel, config: SparsifyConfig, data: DataSplits | None, eval_data: ImageSet | None, progress: Progress
+) -> SparsifyRun:
+    if loaded.weights == EXPORTED_ONLY:
+        raise UserError(
+            f"'{loaded.source}' holds only an exported graph (from a pickled module): it cannot be sparsified"
+        )
+    if data is not None and not data.train.labeled and not config.distill and config.epochs > 0:
+        raise UserError(f"'{data.root}' has no class folders, so no labels: add --distill to learn from them")
+    if not sparse_layers(loaded.model):
+        raise UserError(f"{loaded.spec.arch} has no conv or linear layer to sparsify")
+    torch.manual_seed(config.seed)
+    size = loaded.spec.input_size
+    masks = WeightMasks(loaded.masks)
+    problem = masks.check_fits(loaded.model)
+    if problem:
+        raise UserError(f"'{loaded.source}': {problem}")
+    run = SparsifyRun(loaded, config, data, progress, torch.randn(1, 3, size, size), config.sparsity, masks)
+    run.plan = ChannelPlan(list(loaded.plan.steps))
+    unpruned = build_model(loaded.spec) if loaded.plan.steps else loaded.model  # a shrink output's original
+    run.before, run.original_weights = count_cost(unpruned, run.example), prunable_weights(unpruned)
+    eval_set = eval_data or (data.val if data and data.val and data.val.labeled else None)
+    if eval_set is not None and len(eval_set.classes) == loaded.spec.num_classes:
+        run.eval_loader = make_loader(eval_set, config.batch_size, False, workers=config.workers)
+        run.accuracy.eval_images = f"{len(eval_set)} images"
+    if data is not None:
+        augmented = data.train.with_transform(train_transform(data.size, data.mean, data.std, config.train.crop_scale))
+        loader = make_loader(augmented, config.batch_size, True, config.seed, config.workers)
+        teacher = copy.deepcopy(loaded.model).eval() if config.distill else None
+        run.trainer = Trainer(loader, config.train, teacher, config.device)
+        run.budget = round(config.epochs * len(loader))
+    return run
