@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
 
 import torch
+from protocol import CIFAR_WORK, cifar_app
 
-from mobileprune import load_model
 from mobileprune.artifacts.shrink_folder import load_output
 from mobileprune.atomic import write_json
 from mobileprune.models import classifier_module
 from mobileprune.prune.cost import count_cost
 from mobileprune.reporting.provenance import machine_facts, versions
-from mobileprune.train.data import calibration_batches, make_loader, open_data, open_image_folder
+from mobileprune.train.data import calibration_batches, make_loader, open_image_folder
 from mobileprune.train.loop import TrainConfig, Trainer, evaluate
 
 HERE = Path(__file__).resolve().parent
@@ -42,13 +41,9 @@ SIZE, STEPS = 96, 300
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=Path("/tmp/mobileprune-class-damage"))
+    ap.add_argument("--work", type=Path, default=CIFAR_WORK)
     args = ap.parse_args()
-    root = next(p.parent for p in (args.work / "cifar10").rglob("train") if p.is_dir())
-    app_args = {"arch": "mobilenet_v2", "num_classes": 10, "input_size": SIZE}
-    app = load_model(str(args.work / "cifar_app.pt"), **app_args)
-    data = open_data(root, SIZE, app.spec.mean, app.spec.std)
-    data.train.samples = random.Random(0).sample(data.train.samples, 8000)  # as class_damage.py's shrink
+    app, app_args, data, root = cifar_app(args.work)
     test = open_image_folder(root / "test", SIZE, app.spec.mean, app.spec.std)
     test_loader = make_loader(test, 100, False, workers=1)
     example = torch.randn(1, 3, SIZE, SIZE)

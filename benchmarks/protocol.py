@@ -18,3 +18,23 @@ def build_split(split: Path | None = None) -> Path:
     out = Path(tempfile.mkdtemp(prefix="mobileprune-split-"))
     subprocess.run([sys.executable, str(SHARED / "protocols" / "imagenet_split.py"), str(out)], check=True)
     return out
+
+
+CIFAR_WORK = Path("/tmp/mobileprune-class-damage")  # where class_damage.py caches the CIFAR-10 app model
+CIFAR_SIZE = 96
+
+
+def cifar_app(work: Path = CIFAR_WORK):
+    """The CIFAR-10 app model (as class_damage.py made it), its load arguments, and its training data: the
+    same 8,000 training images every CIFAR benchmark fine-tunes on. Returns (loaded, load_args, data, root)."""
+    import random
+
+    from mobileprune import load_model
+    from mobileprune.train.data import open_data
+
+    root = next(p.parent for p in (work / "cifar10").rglob("train") if p.is_dir())
+    load_args = {"arch": "mobilenet_v2", "num_classes": 10, "input_size": CIFAR_SIZE}
+    app = load_model(str(work / "cifar_app.pt"), **load_args)
+    data = open_data(root, CIFAR_SIZE, app.spec.mean, app.spec.std)
+    data.train.samples = random.Random(0).sample(data.train.samples, 8000)  # as class_damage.py's shrink
+    return app, load_args, data, root

@@ -23,6 +23,8 @@ import random
 import time
 from pathlib import Path
 
+from protocol import CIFAR_WORK, cifar_app
+
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
 from mobileprune.atomic import write_json
 from mobileprune.reporting.plots import pyplot, save_figure
@@ -30,7 +32,7 @@ from mobileprune.reporting.provenance import machine_facts, versions
 from mobileprune.sparsify.config import SparsifyConfig
 from mobileprune.sparsify.masks import prunable_weights
 from mobileprune.sparsify.run import sparsify
-from mobileprune.train.data import make_loader, open_data, open_image_folder
+from mobileprune.train.data import make_loader, open_image_folder
 from mobileprune.train.loop import TrainConfig, evaluate
 
 HERE = Path(__file__).resolve().parent
@@ -42,14 +44,10 @@ STRUCTURED = "structured (shrink 0.5 MACs)"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=Path("/tmp/mobileprune-class-damage"))
+    ap.add_argument("--work", type=Path, default=CIFAR_WORK)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "sparsify_cifar_app.json")
     args = ap.parse_args()
-    root = next(p.parent for p in (args.work / "cifar10").rglob("train") if p.is_dir())
-    app_args = {"arch": "mobilenet_v2", "num_classes": 10, "input_size": SIZE}
-    app = load_model(str(args.work / "cifar_app.pt"), **app_args)
-    data = open_data(root, SIZE, app.spec.mean, app.spec.std)
-    data.train.samples = random.Random(0).sample(data.train.samples, 8000)  # as class_damage.py's shrink
+    app, app_args, data, root = cifar_app(args.work)
     data.val = None  # scored once per point on the fixed test sample below, not on all 10,000 at every stage
     test = open_image_folder(root / "test", SIZE, app.spec.mean, app.spec.std)
     test.samples = random.Random(0).sample(test.samples, TEST_IMAGES)
