@@ -23,7 +23,7 @@ from ..errors import UserError
 from ..models import classifier_module
 from ..progress import SILENT, Progress
 from ..train import distributed
-from ..train.data import DataSplits, ImageSet, calibration_batches, make_loader, noise_batches
+from ..train.data import DataSplits, ImageSet, calibration_batches, evaluation_set, make_loader, noise_batches
 from ..train.loop import Accuracy, Trainer, evaluate
 from .allocate import Allocation, AllocationInputs, allocate
 from .checkpoint import RunCheckpoint, accuracy_from, accuracy_state, allocation_from, allocation_state
@@ -171,14 +171,9 @@ def start(
             "eval_images": len(eval_data) if eval_data is not None else None,
         }
     )
-    run.eval_set = eval_data or (data.val if data and data.val and data.val.labeled else None)
-    if run.eval_set is not None and len(run.eval_set.classes) != loaded.spec.num_classes:
-        run.accuracy.note = (
-            f"accuracy not measured: the evaluation images have {len(run.eval_set.classes)} classes, the model "
-            f"predicts {loaded.spec.num_classes}; pass --eval-data with the model's own classes"
-        )
+    run.eval_set, run.accuracy.note = evaluation_set(loaded.spec.num_classes, data, eval_data)
+    if run.accuracy.note:
         progress.log(f"[yellow]{run.accuracy.note}[/yellow]")
-        run.eval_set = None
     if run.eval_set is not None:
         run.eval_loader = make_loader(
             run.eval_set,

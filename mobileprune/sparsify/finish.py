@@ -24,7 +24,7 @@ EXCLUDED = "the first conv (it reads the image) and depthwise convs stay dense"
 def finish_sparsify(run: SparsifyRun, method: SparsifyMethod) -> ShrinkResult:
     model, loaded, config = run.model.eval(), run.loaded, run.config
     layers = sparse_layers(model)
-    masks = WeightMasks({name: m.weight.detach() != 0 for name, m in layers.items()})  # what the weights hold
+    masks = WeightMasks.of_zeros(model)  # what the weights hold: the held masks plus any zero they had before
     weights = sum(m.weight.numel() for m in layers.values())
     zeros = sum(int((m.weight == 0).sum()) for m in layers.values())
     original = run.original_weights

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -42,21 +41,6 @@ def prunable_weights(model: nn.Module) -> int:
     return sum(m.weight.numel() for m in sparse_layers(model).values())
 
 
-@dataclass
-class LayerSparsity:
-    layer: str
-    shape: list[int]
-    weights: int
-    zeros: int
-
-    @property
-    def sparsity(self) -> float:
-        return self.zeros / max(self.weights, 1)
-
-    def to_json(self) -> dict:
-        return {"layer": self.layer, "shape": self.shape, "weights": self.weights, "sparsity": round(self.sparsity, 4)}
-
-
 class WeightMasks:
     """Per-layer keep masks (True = kept) over `sparse_layers`; a layer without a mask is dense."""
 
@@ -68,9 +52,6 @@ class WeightMasks:
         """The masks a model's exact zeros make: what a sparse model read without its mask file holds."""
         return cls({name: m.weight.detach() != 0 for name, m in sparse_layers(model).items()})
 
-    def __bool__(self) -> bool:
-        return bool(self.masks)
-
     def keep(self, name: str, module: nn.Module) -> torch.Tensor:
         mask = self.masks.get(name)
         return mask if mask is not None else torch.ones_like(module.weight, dtype=torch.bool)
@@ -81,13 +62,6 @@ class WeightMasks:
         for name, mask in self.masks.items():
             weight = model.get_submodule(name).weight
             weight.mul_(mask.to(weight.device, weight.dtype))
-
-    def layers(self, model: nn.Module) -> list[LayerSparsity]:
-        """Each sparsifiable layer's zeros (the weights', so a layer zeroed by training counts too)."""
-        return [
-            LayerSparsity(name, list(m.weight.shape), m.weight.numel(), int((m.weight == 0).sum()))
-            for name, m in sparse_layers(model).items()
-        ]
 
     def check_fits(self, model: nn.Module) -> str | None:
         """What is wrong with these masks for `model` (a layer it lacks, a shape it does not have), or None."""

@@ -23,7 +23,7 @@ from ..progress import SILENT, Progress
 from ..prune.cost import Cost, count_cost
 from ..prune.plan import ChannelPlan
 from ..prune.report import AccuracyReport
-from ..train.data import DataSplits, ImageSet, calibration_batches, make_loader, train_transform
+from ..train.data import DataSplits, ImageSet, calibration_batches, evaluation_set, make_loader, train_transform
 from ..train.loop import Accuracy, Trainer, evaluate
 from .config import SparsifyConfig
 from .finish import finish_sparsify
@@ -149,8 +149,10 @@ def start(
     run.plan = ChannelPlan(list(loaded.plan.steps))
     unpruned = build_model(loaded.spec) if loaded.plan.steps else loaded.model  # a shrink output's original
     run.before, run.original_weights = count_cost(unpruned, run.example), prunable_weights(unpruned)
-    eval_set = eval_data or (data.val if data and data.val and data.val.labeled else None)
-    if eval_set is not None and len(eval_set.classes) == loaded.spec.num_classes:
+    eval_set, run.accuracy.note = evaluation_set(loaded.spec.num_classes, data, eval_data)
+    if run.accuracy.note:
+        progress.log(f"[yellow]{run.accuracy.note}[/yellow]")
+    if eval_set is not None:
         run.eval_loader = make_loader(eval_set, config.batch_size, False, workers=config.workers)
         run.accuracy.eval_images = f"{len(eval_set)} images"
     if data is not None:

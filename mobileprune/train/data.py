@@ -204,6 +204,20 @@ def calibration_batches(dataset: ImageSet, count: int, batch_size: int = 32, see
     return [torch.stack(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
 
 
+def evaluation_set(
+    num_classes: int, data: DataSplits | None, eval_data: ImageSet | None
+) -> tuple[ImageSet | None, str | None]:
+    """The images accuracy is measured on (`eval_data`, else labelled validation images of `data`), or None
+    with the reason when their classes are not the model's."""
+    images = eval_data or (data.val if data and data.val and data.val.labeled else None)
+    if images is not None and len(images.classes) != num_classes:
+        return None, (
+            f"accuracy not measured: the evaluation images have {len(images.classes)} classes, the model "
+            f"predicts {num_classes}; pass --eval-data with the model's own classes"
+        )
+    return images, None
+
+
 def noise_batches(count: int, size: int, batch_size: int = 32, seed: int = 0) -> list[torch.Tensor]:
     """Seeded standard-normal images: the data-free stand-in for calibration images."""
     g = torch.Generator().manual_seed(seed)
