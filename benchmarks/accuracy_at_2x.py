@@ -11,8 +11,11 @@ and top-1 on the held-out half is taken after each stage, with the wall time of 
 
 Rows: Torch-Pruning 1.6's `MetaPruner` with uniform L1 (GroupMagnitudeImportance), global Taylor and global
 LAMP; width scaling (first channels of every layer, uniform ratio); mobileprune's previous default
-(sensitivity allocation measured once, L1, no reconstruction: the "pruned" column) and with allocation
-re-measured in rounds (`--rounds 4`, reconstruction between rounds, so its "pruned" column is n/a).
+(sensitivity allocation measured once with plain zeroed channels, L1; reconstruction after it), with
+allocation re-measured in rounds (`--rounds 4`, reconstruction between rounds), and today's default
+(sensitivity probes compensated: removed channels predicted from the kept ones, see
+mobileprune/prune/compensation.py; shrink reconstructs). The last two reconstruct inside shrink, so their
+"pruned" column is n/a and their prune time includes reconstruction.
 
 Writes benchmarks/results/accuracy_at_2x.json and .png. Run: `make bench-accuracy` (about 75 min on 2 cores).
 """
@@ -46,7 +49,12 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
 ANCHORS = ("uniform_l1", "global_taylor", "global_lamp", "width")
-OURS = {"mobileprune sensitivity (1 round)": 1, "mobileprune sensitivity (4 rounds)": 4}
+# rounds, and whether shrink reconstructs (then its sensitivity probes are compensated, the default since #12)
+OURS = {
+    "mobileprune sensitivity (1 round)": (1, False),
+    "mobileprune sensitivity (4 rounds)": (4, True),
+    "mobileprune compensated sensitivity (default)": (1, True),
+}
 RECOVERY = TrainConfig(optimizer="adamw", lr=3e-5, distill=True, distill_loss="kl", temperature=2.0, crop_scale=0.5)
 
 
@@ -90,9 +98,9 @@ def main() -> None:
             started = time.time()
             if name in OURS:
                 loaded = load_model(WEIGHTS, arch="mobilenet_v2")
-                rounds = OURS[name]
+                rounds, inside = OURS[name]
                 config = ShrinkConfig(
-                    target=target, by="macs", schedule="oneshot", distill=True, rounds=rounds, reconstruct=rounds > 1
+                    target=target, by="macs", schedule="oneshot", distill=True, rounds=rounds, reconstruct=inside
                 )
                 result = shrink(loaded, config, data)
                 model, kept = result.model, result.kept_outputs
@@ -104,8 +112,10 @@ def main() -> None:
             row["params_ratio"] = round(
                 sum(p.numel() for p in model.parameters()) / sum(p.numel() for p in teacher.parameters()), 4
             )
-            row["top1_pruned"] = None if OURS.get(name, 1) > 1 else evaluate(model.eval(), eval_loader).top1
-            row.update(_recover(model, kept, teacher, recon_batches, kd_loader, eval_loader, args.steps))
+            inside = OURS.get(name, (1, False))[1]  # shrink already reconstructed: no "pruned" column
+            row["top1_pruned"] = None if inside else evaluate(model.eval(), eval_loader).top1
+            recon = None if inside else recon_batches
+            row.update(_recover(model, kept, teacher, recon, kd_loader, eval_loader, args.steps))
             results.setdefault("rows", []).append(row)
             print(row, flush=True)
             _write(args, results)
@@ -113,15 +123,17 @@ def main() -> None:
 
 
 def _recover(model, kept, teacher, recon_batches, kd_loader, eval_loader, steps) -> dict:
-    """The same recovery for every row: reconstruction, then distillation; top-1 after each."""
+    """The same recovery for every row: reconstruction (unless shrink did it: `recon_batches` None), then
+    distillation; top-1 after each."""
     out = {}
-    t = time.time()
-    fits = reconstruct(model, teacher, refittable_layers(model), recon_batches, kept.get)
-    out["reconstruct_s"] = round(time.time() - t, 1)
-    out["reconstruction_error"] = [
-        round(sum(f.error_before for f in fits) / len(fits), 4),
-        round(sum(f.error_after for f in fits) / len(fits), 4),
-    ]
+    if recon_batches is not None:
+        t = time.time()
+        fits = reconstruct(model, teacher, refittable_layers(model), recon_batches, kept.get)
+        out["reconstruct_s"] = round(time.time() - t, 1)
+        out["reconstruction_error"] = [
+            round(sum(f.error_before for f in fits) / len(fits), 4),
+            round(sum(f.error_after for f in fits) / len(fits), 4),
+        ]
     out["top1_reconstructed"] = evaluate(model.eval(), eval_loader).top1
     t = time.time()
     student = copy.deepcopy(model)

@@ -11,7 +11,8 @@ folder on the 500 held-out even-class photos:
 
 `--device cuda` runs reconstruction and retraining on a GPU (the sensitivity pass stays on the CPU).
 `--evaluate-only` scores folders made earlier (e.g. on a GPU machine) without running shrink again.
-Writes benchmarks/results/cli_recovery.json. Run: `python benchmarks/cli_recovery.py --split S [--device cuda]`.
+Writes benchmarks/results/cli_recovery.json. Run: `python benchmarks/cli_recovery.py --split S [--device cuda]
+[--only RUN,...]` (`--only` keeps the other rows of the JSON).
 """
 
 from __future__ import annotations
@@ -51,17 +52,21 @@ def main() -> None:
     ap.add_argument("--evaluate-only", action="store_true")
     ap.add_argument("--machine-note", default="", help="where the shrink runs ran, when not here")
     ap.add_argument("--wall", action="append", default=[], help="NAME=SECONDS measured where shrink ran")
+    ap.add_argument("--only", default="", help="comma-separated runs (default: all); other rows stay in the JSON")
     args = ap.parse_args()
     walls: dict[str, float] = {k: float(v) for k, v in (w.split("=", 1) for w in args.wall)}
+    names = args.only.split(",") if args.only else list(RUNS)
+    out = HERE / "results" / "cli_recovery.json"
+    rows = json.loads(out.read_text())["rows"] if args.only and out.exists() else {}
+    ran_on = args.machine_note or f"this machine, --device {args.device}"
     if not args.evaluate_only:
-        for name, options in RUNS.items():
+        for name, options in ((n, RUNS[n]) for n in names):
             command = [sys.executable, "-m", "mobileprune", "shrink", str(WEIGHTS), "--arch", "mobilenet_v2"]
             command += [*options, "--data", str(args.split / "unlabeled"), "--distill", "--device", args.device]
             started = time.time()
             subprocess.run([*command, "--out", str(args.work / name), "--force", "--quiet"], check=True)
             walls[name] = round(time.time() - started, 1)
-    rows = {}
-    for name in RUNS:
+    for name in names:
         folder = args.work / name
         loaded = load_output(folder)
         spec = loaded.spec
@@ -78,16 +83,16 @@ def main() -> None:
             "wall_s": walls.get(name),
             "fine_tune_steps": report["retraining"]["steps"],
             "command": report.get("command"),
+            "shrink_ran_on": ran_on,
         }
         print(name, rows[name]["heldout_top1"], flush=True)
     result = {
         "what": __doc__.splitlines()[0],
         "rows": rows,
-        "shrink_ran_on": args.machine_note or f"this machine, --device {args.device}",
         "versions": versions(),
         "machine": machine_facts(),
     }
-    write_json(HERE / "results" / "cli_recovery.json", result)
+    write_json(out, result)
 
 
 if __name__ == "__main__":

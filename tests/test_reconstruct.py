@@ -87,6 +87,7 @@ def test_rounds_of_allocation_hit_the_target_and_report_the_reconstruction(colou
     report = result.report
     assert abs(report.achieved - 0.5) <= 0.01
     assert report.allocation["strategy"].endswith(f"in {rounds} rounds") == (rounds > 1)
+    assert "predicted from kept ones (16 images" in report.allocation["strategy"]  # compensated sensitivity
     assert report.reconstruction["layers"] > 0 and report.reconstruction["images"] == 16
     assert report.reconstruction["mean_error_after"] <= report.reconstruction["mean_error_before"]
     # the removed units are summed over the rounds: the plan's removals add up to the channels lost
@@ -99,3 +100,4 @@ def test_reconstruction_is_skipped_when_turned_off(colour_data):
     config = ShrinkConfig(target=0.7, by="macs", schedule="oneshot", reconstruct=False, distill=True, workers=0)
     report = shrink(loaded, config, colour_data).report
     assert report.reconstruction == {} and "reconstruct_s" not in report.timings_s
+    assert "predicted from kept ones" not in report.allocation["strategy"]  # plain zeros: nothing re-fits them

@@ -1,9 +1,11 @@
 import copy
 
+import pytest
 import torch
 
 from mobileprune.models import build_model, classifier_module, resolve_spec
 from mobileprune.prune.allocate.sensitivity import measure_sensitivity
+from mobileprune.prune.compensation import InputStatistics
 from mobileprune.prune.criteria import CRITERIA
 from mobileprune.prune.graph import PruningGraph
 from mobileprune.prune.masking import masked
@@ -37,3 +39,63 @@ def test_curves_start_at_zero_and_never_fall():
         damages = [d for _, d in curve.points]
         assert damages == sorted(damages)
     assert any(c.points[-1][1] > 0 for c in curves.values())
+
+
+def _redundant_pair():
+    """conv a (4 → 6 channels, 1x1, ReLU) feeding conv b: after the ReLU, a's channels 4 and 5 are exact
+    multiples of channels 0 and 1 (ReLU(2z) = 2 ReLU(z)), so a consumer re-fitted without them loses nothing;
+    channel 3 is independent of the others."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 6, 1), torch.nn.ReLU(), torch.nn.Conv2d(6, 3, 1)).eval()
+    with torch.no_grad():
+        for copy_, source, scale in ((4, 0, 2.0), (5, 1, 0.5)):
+            model[0].weight[copy_] = scale * model[0].weight[source]
+            model[0].bias[copy_] = scale * model[0].bias[source]
+    return model
+
+
+def test_compensated_masking_charges_nothing_for_channels_the_kept_ones_express():
+    model = _redundant_pair()
+    x = [torch.randn(8, 4, 5, 5) for _ in range(3)]
+    group = PruningGraph(model, x[0][:1]).group("0")
+    statistics = InputStatistics.measure(model, ["2"], x)
+    with torch.no_grad():
+        reference = model(x[0])
+        with masked(model, group, [4, 5], statistics):
+            compensated = model(x[0])
+        with masked(model, group, [4, 5]):
+            zeroed = model(x[0])
+        with masked(model, group, [3], statistics):
+            not_redundant = model(x[0])
+    torch.testing.assert_close(compensated, reference, atol=1e-3, rtol=1e-3)
+    assert float((zeroed - reference).abs().max()) > 0.1  # plain zeros do lose the two channels
+    assert float((not_redundant - reference).abs().max()) > 0.05  # channel 3 cannot be predicted: damage stays
+
+
+def test_compensated_probe_equals_the_best_refit_of_the_consumer():
+    """What a compensated probe leaves is what the least-squares re-fit of the consumer on the kept channels
+    (weights and bias) leaves, on the images the statistics came from."""
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 6, 1), torch.nn.ReLU(), torch.nn.Conv2d(6, 3, 1)).eval()
+    x = [torch.randn(16, 4, 4, 4) for _ in range(2)]
+    statistics = InputStatistics.measure(model, ["2"], x)
+    group = PruningGraph(model, x[0][:1]).group("0")
+    with torch.no_grad():
+        hidden = torch.cat([model[1](model[0](v)).movedim(1, -1).reshape(-1, 6) for v in x]).double()
+        target = torch.cat([model(v).movedim(1, -1).reshape(-1, 3) for v in x]).double()
+        design = torch.cat([hidden[:, [0, 1, 2, 4, 5]], torch.ones(len(hidden), 1, dtype=hidden.dtype)], 1)
+        refit_error = float((design @ torch.linalg.lstsq(design, target).solution - target).pow(2).sum())
+        zero_error = float((hidden[:, 3:4] @ model[2].weight[:, 3, 0, 0][None].double()).pow(2).sum())
+        with masked(model, group, [3], statistics):
+            probe = torch.cat([model(v).movedim(1, -1).reshape(-1, 3) for v in x]).double()
+    probe_error = float((probe - target).pow(2).sum())
+    assert refit_error < 0.5 * zero_error  # the kept channels do carry part of channel 3
+    assert probe_error == pytest.approx(refit_error, rel=0.02)
+
+
+def test_a_covariance_from_too_few_samples_is_not_used():
+    """A classifier after pooling sees one sample per image: 8 images cannot predict 6 channels honestly."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)).eval()
+    few = InputStatistics.measure(model, ["2"], [torch.randn(8, 4)])
+    enough = InputStatistics.measure(model, ["2"], [torch.randn(64, 4)])
+    assert "2" not in few and "2" in enough

@@ -29,7 +29,7 @@ def accuracy() -> None:
         print(
             f"| {r['target_macs']:g} | {r['method']} | {r['mac_ratio']:.3f} | {r['params_ratio']:.3f} | "
             f"{_f(r['top1_pruned'])} | {_f(r['top1_reconstructed'])} | {_f(r['top1_distilled'])} | "
-            f"{r['prune_s']:.0f} / {r['reconstruct_s']:.0f} / {r['distill_s']:.0f} s |"
+            f"{r['prune_s']:.0f} / {_f(r.get('reconstruct_s'), 0)} / {r['distill_s']:.0f} s |"
         )
 
 

@@ -13,13 +13,20 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+from .compensation import InputStatistics
 from .graph import ChannelGroup
 
 
 class masked:
-    """Context manager: the consumers of `group` see zeros in place of the removed root channels."""
+    """Context manager: the consumers of `group` see zeros in place of the removed root channels.
 
-    def __init__(self, model: nn.Module, group: ChannelGroup, channels: Sequence[int]):
+    With `statistics`, consumers it has statistics for see the removed channels' linear prediction from
+    the kept ones instead (compensation.py): the damage that remains once reconstruction re-fits them.
+    """
+
+    def __init__(
+        self, model: nn.Module, group: ChannelGroup, channels: Sequence[int], statistics: InputStatistics | None = None
+    ):
         self.handles = []
         removed = set(channels)
         for member in group.members:
@@ -28,7 +35,11 @@ class masked:
             idxs = sorted({i for r, i in member.index_map if r in removed})
             if idxs:
                 module = model.get_submodule(member.module)
-                self.handles.append(module.register_forward_pre_hook(_zero_inputs(module, idxs)))
+                if statistics is not None and member.module in statistics:
+                    hook = statistics.prediction_hook(member.module, module, idxs)
+                else:
+                    hook = _zero_inputs(module, idxs)
+                self.handles.append(module.register_forward_pre_hook(hook))
 
     def __enter__(self) -> None:
         return None

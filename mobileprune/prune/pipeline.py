@@ -34,7 +34,7 @@ from .finish import ShrinkResult, finish
 from .graph import PruningGraph
 from .measured_target import allocate_to_measured_target, recheck_latency, resolve_round_to
 from .plan import ChannelPlan
-from .recover import fine_tune, prepare_recovery, reconstruct_layers, sparsity_train
+from .recover import fine_tune, prepare_recovery, reconstruct_layers, reconstruction_batches, sparsity_train
 from .report import AccuracyReport, layer_shapes
 from .schedules import ScheduleContext
 
@@ -280,6 +280,7 @@ def allocate_channels(run: ShrinkRun, target: float) -> None:
             run.progress,
             resume=run.checkpoint.partial(key),
             save_partial=lambda value: run.checkpoint.save_partial(run, key, value),
+            reconstruction_batches=reconstruction_batches(run),
         )
         strategy.prepare(inputs)
         if getattr(run.cost, "verified", False):  # a measured cost: time the allocation, correct, repeat

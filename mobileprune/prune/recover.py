@@ -9,6 +9,8 @@ import copy
 import time
 from typing import TYPE_CHECKING
 
+import torch
+
 from ..errors import UserError
 from ..train import distributed
 from ..train.data import calibration_batches, make_loader, train_transform
@@ -77,6 +79,14 @@ def _loader(run: ShrinkRun, images):
     )
 
 
+def reconstruction_batches(run: ShrinkRun) -> list[torch.Tensor] | None:
+    """The images reconstruction re-fits on after each prune; None when no reconstruction will run."""
+    config = run.config
+    if not config.reconstruct or run.data is None or run.teacher is None:
+        return None
+    return calibration_batches(run.data.calibration_set(), config.reconstruct_images, config.batch_size, config.seed)
+
+
 def reconstruct_layers(run: ShrinkRun) -> None:
     """Re-fit every dense layer to the unpruned model's outputs (see reconstruct.py), when there are images."""
     config = run.config
@@ -88,7 +98,7 @@ def reconstruct_layers(run: ShrinkRun) -> None:
         run.reconstruction = saved
         return
     t = time.time()
-    batches = calibration_batches(run.data.calibration_set(), config.reconstruct_images, config.batch_size, config.seed)
+    batches = reconstruction_batches(run) or []
     layers = refittable_layers(run.model)
     with run.progress.task(
         f"reconstruction ({len(layers)} layers, {config.reconstruct_images} images)", len(layers)

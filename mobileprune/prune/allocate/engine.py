@@ -78,6 +78,7 @@ class AllocationInputs:
     progress: object  # Progress
     resume: Any = None  # what `save_partial` last saved, when resuming a run killed inside this allocation
     save_partial: Callable[[Any], None] | None = None  # a long measurement saves its progress here
+    reconstruction_batches: list | None = None  # images reconstruction re-fits on after this prune (None: none)
 
 
 def allowed_removals(group: ChannelGroup, round_to: int, max_fraction: float | None = None) -> list[int]:

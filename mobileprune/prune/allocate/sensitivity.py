@@ -6,6 +6,10 @@ is never copied or edited.
 
 Damage is the KL divergence from the unpruned model's predictions on a fixed calibration batch: it needs
 no labels, so unlabeled images (or, without data, random noise as a data-free proxy) are enough.
+
+When reconstruction follows the prune, the probes are compensated (compensation.py): removed channels
+read as their linear prediction from the kept ones, so a group is charged the damage reconstruction
+cannot undo rather than the damage of plain zeros.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..compensation import InputStatistics
 from ..criteria import Criterion
 from ..graph import ChannelGroup, PruningGraph
 from ..masking import masked
+from ..reconstruct import refittable_layers
 from .engine import ALLOCATIONS, AllocationInputs, AllocationStrategy
 
 DEFAULT_FRACTIONS = (0.125, 0.25, 0.5, 0.75)
@@ -53,10 +59,12 @@ def measure_sensitivity(
     progress: Callable[[], None] | None = None,
     known: dict[str, DamageCurve] | None = None,
     measured: Callable[[dict[str, DamageCurve]], None] | None = None,
+    statistics: InputStatistics | None = None,
 ) -> dict[str, DamageCurve]:
     """Damage curve of every group of `graph`, each group pruned alone by `criterion`.
 
     `known` curves (from a checkpoint) are not measured again; `measured` sees the curves after each group.
+    With `statistics` the probes are compensated (see the module docstring).
     """
     model.eval()
     reference = [F.log_softmax(model(x), dim=1) for x in batches]
@@ -74,7 +82,7 @@ def measure_sensitivity(
             if units <= 0:
                 continue
             channels = group.channels_to_remove(scores, units)
-            with masked(model, group, channels):
+            with masked(model, group, channels, statistics):
                 damage = sum(_kl(ref, model(x)) for ref, x in zip(reference, batches, strict=True))
             worst = max(worst, damage / len(batches))  # damage never falls as more is removed
             points.append((units, worst))
@@ -105,6 +113,12 @@ class SensitivityAllocation(AllocationStrategy):
     def prepare(self, inputs: AllocationInputs) -> None:
         graph, progress = inputs.graph, inputs.progress
         self.source = f"{'data-free proxy: ' if inputs.data_free else ''}KL on {inputs.source}"
+        statistics = None
+        if inputs.reconstruction_batches:
+            layers = refittable_layers(inputs.model)
+            statistics = InputStatistics.measure(inputs.model, layers, inputs.reconstruction_batches)
+            images = sum(len(b) for b in inputs.reconstruction_batches)
+            self.source += f", removed channels predicted from kept ones ({images} images; reconstruction follows)"
         progress.log(f"measuring sensitivity of {len(graph.groups)} groups ({self.source})")
         known = {name: DamageCurve(tuple(map(tuple, points))) for name, points in (inputs.resume or {}).items()}
         save = inputs.save_partial
@@ -122,6 +136,7 @@ class SensitivityAllocation(AllocationStrategy):
                 progress=bar.advance,
                 known=known,
                 measured=measured,
+                statistics=statistics,
             )
 
     def step_cost(self, group: ChannelGroup, now: int, after: int, saved: float) -> float:
