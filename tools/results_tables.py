@@ -25,7 +25,7 @@ def accuracy() -> None:
         "| wall (prune / recon / distill) |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for r in data["rows"]:
+    for r in sorted(data["rows"], key=lambda row: row["target_macs"]):  # stable: same order within a target
         print(
             f"| {r['target_macs']:g} | {r['method']} | {r['mac_ratio']:.3f} | {r['params_ratio']:.3f} | "
             f"{_f(r['top1_pruned'])} | {_f(r['top1_reconstructed'])} | {_f(r['top1_distilled'])} | "
