@@ -4,7 +4,8 @@ Protocol (the accuracy issue's): the shared ImageNet MobileNetV2; the 500 odd-cl
 unlabeled images (allocation, calibration, reconstruction, distillation); the 500 even-class photos only
 give top-1. Every method is pruned to the same MAC ratio, then goes through the *same* recovery:
 
-    pruned  →  reconstruction (least squares on 256 odd photos)  →  distillation (STEPS × batch 32 from
+    pruned  →  reconstruction (least squares on the odd photos and their mirror images, as shrink's default;
+    rows measured before that change used 256 photos, no mirrors: each row says)  →  distillation (STEPS × batch 32 from
     the unpruned model, KL at T=2, AdamW lr 3e-5, cosine, crops of ≥ 50% + flips, odd photos only)
 
 and top-1 on the held-out half is taken after each stage, with the wall time of each stage.
@@ -37,6 +38,7 @@ from mobileprune.atomic import write_json
 from mobileprune.models import classifier_module
 from mobileprune.prune.cost import count_cost
 from mobileprune.prune.reconstruct import reconstruct, refittable_layers
+from mobileprune.prune.recover import fitting_batches
 from mobileprune.reporting.plots import pyplot, save_figure
 from mobileprune.reporting.provenance import machine_facts, versions
 from mobileprune.train.data import calibration_batches, make_loader, train_transform
@@ -62,7 +64,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="0.5,0.7")
     ap.add_argument("--steps", type=int, default=48, help="distillation steps of 32 images for every row")
-    ap.add_argument("--reconstruct-images", type=int, default=256)
+    ap.add_argument("--reconstruct-images", type=int, default=ShrinkConfig.reconstruct_images)
+    ap.add_argument("--no-mirror", action="store_true", help="reconstruct without the mirror images")
     ap.add_argument("--only", default="", help="comma-separated row names (default: all)")
     ap.add_argument("--split", type=Path, help="an existing imagenet_split.py output (default: build one)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "accuracy_at_2x.json")
@@ -81,7 +84,9 @@ def main() -> None:
     example = torch.randn(1, 3, spec.input_size, spec.input_size)
     base_macs = count_cost(teacher, example).macs
     calibration = calibration_batches(data.calibration_set(), 32, 32, seed=0)
-    recon_batches = calibration_batches(data.calibration_set(), args.reconstruct_images, 32, seed=0)
+    mirror = not args.no_mirror
+    recon_batches = fitting_batches(data.calibration_set(), args.reconstruct_images, 32, 0, mirror)
+    recipe = f"{sum(len(b) for b in recon_batches) // (2 if mirror else 1)} photos" + (" + mirrors" if mirror else "")
     kd_loader = make_loader(
         data.train.with_transform(train_transform(spec.input_size, spec.mean, spec.std, RECOVERY.crop_scale)),
         32,
@@ -92,7 +97,7 @@ def main() -> None:
     rows = [*ANCHORS, *OURS]
     for target in (float(t) for t in args.targets.split(",")):
         for name in rows:
-            if (args.only and name not in args.only.split(",")) or _done(results, name, target):
+            if (args.only and name not in args.only.split(",")) or _done(results, name, target, recipe):
                 continue
             torch.manual_seed(0)
             started = time.time()
@@ -100,7 +105,13 @@ def main() -> None:
                 loaded = load_model(WEIGHTS, arch="mobilenet_v2")
                 rounds, inside = OURS[name]
                 config = ShrinkConfig(
-                    target=target, by="macs", schedule="oneshot", distill=True, rounds=rounds, reconstruct=inside
+                    target=target,
+                    by="macs",
+                    schedule="oneshot",
+                    distill=True,
+                    rounds=rounds,
+                    reconstruct=inside,
+                    reconstruct_mirror=mirror,
                 )
                 result = shrink(loaded, config, data)
                 model, kept = result.model, result.kept_outputs
@@ -108,6 +119,7 @@ def main() -> None:
                 head = classifier_module(teacher, spec)
                 model, kept = torch_pruning(teacher, example, head, name, target, calibration)
             row = {"method": name, "target_macs": target, "prune_s": round(time.time() - started, 1)}
+            row["reconstruction"] = recipe
             row["mac_ratio"] = round(count_cost(model, example).macs / base_macs, 4)
             row["params_ratio"] = round(
                 sum(p.numel() for p in model.parameters()) / sum(p.numel() for p in teacher.parameters()), 4
@@ -148,18 +160,23 @@ def _previous(path: Path) -> dict:
     """Rows already measured (a killed run goes on where it stopped)."""
     import json
 
-    return json.loads(path.read_text()) if path.exists() else {}
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for row in results.get("rows", []):
+        row.setdefault("reconstruction", f"{results.get('reconstruct_images', 256)} photos")  # before mirrors
+    results.pop("reconstruct_images", None)
+    return results
 
 
-def _done(results: dict, name: str, target: float) -> bool:
-    return any(r["method"] == name and r["target_macs"] == target for r in results.get("rows", []))
+def _done(results: dict, name: str, target: float, recipe: str) -> bool:
+    return any(
+        (r["method"], r["target_macs"], r["reconstruction"]) == (name, target, recipe) for r in results.get("rows", [])
+    )
 
 
 def _write(args, results: dict) -> None:
     results.update(
         protocol=__doc__.split("\n\n")[1],
         recovery={"steps": args.steps, "batch": 32, **RECOVERY.__dict__},
-        reconstruct_images=args.reconstruct_images,
         versions=versions(),
         machine=machine_facts(),
     )

@@ -70,8 +70,8 @@ def colour_data(tmp_path):
     return open_data(tmp_path, 32, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
-@pytest.mark.parametrize("rounds", [1, 3])
-def test_rounds_of_allocation_hit_the_target_and_report_the_reconstruction(colour_data, rounds):
+@pytest.mark.parametrize("rounds, mirror", [(1, True), (3, False)])
+def test_rounds_of_allocation_hit_the_target_and_report_the_reconstruction(colour_data, rounds, mirror):
     loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 10, "width_mult": 0.5}, input_size=32)
     config = ShrinkConfig(
         target=0.5,
@@ -80,6 +80,7 @@ def test_rounds_of_allocation_hit_the_target_and_report_the_reconstruction(colou
         rounds=rounds,
         calibration_images=8,
         reconstruct_images=16,
+        reconstruct_mirror=mirror,
         distill=True,
         workers=0,
     )
@@ -87,8 +88,10 @@ def test_rounds_of_allocation_hit_the_target_and_report_the_reconstruction(colou
     report = result.report
     assert abs(report.achieved - 0.5) <= 0.01
     assert report.allocation["strategy"].endswith(f"in {rounds} rounds") == (rounds > 1)
-    assert "predicted from kept ones (16 images" in report.allocation["strategy"]  # compensated sensitivity
-    assert report.reconstruction["layers"] > 0 and report.reconstruction["images"] == 16
+    fitted = 32 if mirror else 16  # each image and, by default, its mirror image
+    assert f"predicted from kept ones ({fitted} images" in report.allocation["strategy"]  # compensated sensitivity
+    assert report.reconstruction["layers"] > 0 and report.reconstruction["images"] == fitted
+    assert report.reconstruction["mirrored"] == mirror
     assert report.reconstruction["mean_error_after"] <= report.reconstruction["mean_error_before"]
     # the removed units are summed over the rounds: the plan's removals add up to the channels lost
     lost = sum(g["before"] - g["after"] for g in report.groups)

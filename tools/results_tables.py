@@ -21,13 +21,15 @@ def accuracy() -> None:
     data = json.loads((RESULTS / "accuracy_at_2x.json").read_text())
     print(f"unpruned top-1 {data['unpruned_top1']:.3f}; recovery {data['recovery']['steps']} steps of 32")
     print(
-        "| MACs target | method | MACs kept | params kept | pruned | + reconstruction | + distillation "
-        "| wall (prune / recon / distill) |"
+        "| MACs target | reconstruction on | method | MACs kept | params kept | pruned | + reconstruction "
+        "| + distillation | wall (prune / recon / distill) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for r in sorted(data["rows"], key=lambda row: row["target_macs"]):  # stable: same order within a target
+    print("|---|---|---|---|---|---|---|---|---|")
+    rows = sorted(data["rows"], key=lambda row: (row["target_macs"], row.get("reconstruction", "")))  # stable
+    for r in rows:
         print(
-            f"| {r['target_macs']:g} | {r['method']} | {r['mac_ratio']:.3f} | {r['params_ratio']:.3f} | "
+            f"| {r['target_macs']:g} | {r.get('reconstruction', '256 photos')} | {r['method']} | "
+            f"{r['mac_ratio']:.3f} | {r['params_ratio']:.3f} | "
             f"{_f(r['top1_pruned'])} | {_f(r['top1_reconstructed'])} | {_f(r['top1_distilled'])} | "
             f"{r['prune_s']:.0f} / {_f(r.get('reconstruct_s'), 0)} / {r['distill_s']:.0f} s |"
         )

@@ -83,7 +83,14 @@ def _shrink_options() -> dict[str, Opt]:
             "With --data: re-fit every dense layer to the unpruned outputs (least squares).",
             "--reconstruct/--no-reconstruct",
         ),
-        "reconstruct_images": Opt(int, 256, "Images the reconstruction fits on."),
+        "reconstruct_images": Opt(int, 512, "Images the reconstruction fits on (at most; all when fewer)."),
+        "reconstruct_mirror": Opt(
+            bool,
+            True,
+            "Reconstruction also fits on the mirror image of each image (off for images whose left and right "
+            "differ in meaning).",
+            "--reconstruct-mirror/--no-reconstruct-mirror",
+        ),
         "rounds": Opt(int, 1, "Allocate and prune in this many rounds, re-measuring in between (NetAdapt-style)."),
         "runtime": Opt(str | None, None, "--by latency: runtime to measure on (litert, onnxruntime, ...) [litert]."),
         "threads": Opt(int | None, None, "--by latency: threads of that runtime [1]."),

@@ -39,7 +39,8 @@ class ShrinkConfig:
     l1_gamma: float = 1e-4
     calibration_images: int = 32
     reconstruct: bool = True  # with images: re-fit every dense layer to the unpruned outputs after pruning
-    reconstruct_images: int = 256
+    reconstruct_images: int = 512  # all of a typical few-hundred-photo set: the late layers overfit on fewer
+    reconstruct_mirror: bool = True  # also fit on each image's mirror image (twice the samples, same domain)
     rounds: int = 1  # allocate and prune in this many steps, re-measuring in between (NetAdapt-style)
     eval_batches: int = 4  # quick evaluation after each layer (layerwise schedule)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -77,13 +77,15 @@ def reconstruct(
     layers: Sequence[str],
     batches: Sequence[torch.Tensor],
     kept_outputs: Callable[[str], list[int] | None] = lambda layer: None,
-    positions: int = 16,
+    positions: int = 64,
     ridge: float | None = None,
     progress: Callable[[], None] | None = None,
 ) -> list[LayerFit]:
     """Re-fit `layers` of `pruned` (in order) to reproduce `original`'s outputs on `batches`.
 
     `ridge` fixes the regularisation strength; by default each layer chooses its own on held-out samples.
+    `positions` output positions are sampled per image: at 64, a 7×7 map (the last stage of a 224-px mobile
+    net, whose layers are the widest) is sampled whole.
 
     `kept_outputs(layer)` gives the original indices of a layer's remaining outputs when they were pruned
     too (a consumer that is also a producer): those outputs of the original layer are the targets.

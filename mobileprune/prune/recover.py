@@ -13,7 +13,7 @@ import torch
 
 from ..errors import UserError
 from ..train import distributed
-from ..train.data import calibration_batches, make_loader, train_transform
+from ..train.data import ImageSet, calibration_batches, make_loader, train_transform
 from ..train.features import FeatureMatch
 from ..train.loop import Trainer
 from .checkpoint import accuracy_from, accuracy_state, cpu_weights
@@ -80,11 +80,24 @@ def _loader(run: ShrinkRun, images):
 
 
 def reconstruction_batches(run: ShrinkRun) -> list[torch.Tensor] | None:
-    """The images reconstruction re-fits on after each prune; None when no reconstruction will run."""
+    """The images reconstruction re-fits on after each prune; None when no reconstruction will run.
+
+    With a few hundred photos, the widest layers (the last stage, at 7×7) have more inputs than independent
+    samples, and their least-squares fits memorise the photos; mirror images double the samples without
+    leaving the user's domain (the networks we prune were trained with flips).
+    """
     config = run.config
     if not config.reconstruct or run.data is None or run.teacher is None:
         return None
-    return calibration_batches(run.data.calibration_set(), config.reconstruct_images, config.batch_size, config.seed)
+    return fitting_batches(
+        run.data.calibration_set(), config.reconstruct_images, config.batch_size, config.seed, config.reconstruct_mirror
+    )
+
+
+def fitting_batches(images: ImageSet, count: int, batch_size: int, seed: int, mirror: bool) -> list[torch.Tensor]:
+    """`count` seeded images (eval transform) in batches, followed by their mirror images when `mirror`."""
+    batches = calibration_batches(images, count, batch_size, seed)
+    return batches + [b.flip(-1) for b in batches] if mirror else batches
 
 
 def reconstruct_layers(run: ShrinkRun) -> None:
@@ -100,9 +113,8 @@ def reconstruct_layers(run: ShrinkRun) -> None:
     t = time.time()
     batches = reconstruction_batches(run) or []
     layers = refittable_layers(run.model)
-    with run.progress.task(
-        f"reconstruction ({len(layers)} layers, {config.reconstruct_images} images)", len(layers)
-    ) as bar:
+    images = sum(len(b) for b in batches)
+    with run.progress.task(f"reconstruction ({len(layers)} layers, {_describe(images, config)})", len(layers)) as bar:
         fits = reconstruct(
             run.model.to(config.device),
             run.teacher.to(config.device),
@@ -114,17 +126,22 @@ def reconstruct_layers(run: ShrinkRun) -> None:
     run.model.cpu()  # pruning and checks work on the CPU; only fitting and training use --device
     run.reconstruction = {
         "layers": len(fits),
-        "images": sum(len(b) for b in batches),
+        "images": images,
+        "mirrored": config.reconstruct_mirror,
         "mean_error_before": round(sum(f.error_before for f in fits) / max(len(fits), 1), 5),
         "mean_error_after": round(sum(f.error_after for f in fits) / max(len(fits), 1), 5),
         "per_layer": [f.to_json() for f in fits],
     }
     run.progress.log(
-        f"reconstruction: {len(fits)} layers re-fitted on {run.reconstruction['images']} images, mean relative "
+        f"reconstruction: {len(fits)} layers re-fitted on {_describe(images, config)}, mean relative "
         f"output error {run.reconstruction['mean_error_before']:.4f} → {run.reconstruction['mean_error_after']:.4f}"
     )
     run.timings["reconstruct_s"] = run.timings.get("reconstruct_s", 0.0) + time.time() - t
     run.checkpoint.complete(run, key, run.reconstruction)
+
+
+def _describe(images: int, config) -> str:
+    return f"{images // 2} images and their mirror images" if config.reconstruct_mirror else f"{images} images"
 
 
 def fine_tune(run: ShrinkRun) -> None:
