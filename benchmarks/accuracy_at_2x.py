@@ -187,18 +187,21 @@ def _write(args, results: dict) -> None:
 def _plot(results: dict, path: Path) -> None:
     plt = pyplot()
     rows = results.get("rows", [])
-    targets = sorted({r["target_macs"] for r in rows})
-    fig, axes = plt.subplots(1, len(targets), figsize=(6.5 * len(targets), 4.6), squeeze=False)
+    panels = sorted({(r["target_macs"], r["reconstruction"]) for r in rows})  # compare within one recipe only
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6), squeeze=False)
     stages = (("top1_pruned", "pruned"), ("top1_reconstructed", "+ reconstruction"), ("top1_distilled", "+ distill"))
-    for ax, target in zip(axes[0], targets, strict=True):
-        here = [r for r in rows if r["target_macs"] == target]
+    for ax, (target, recipe) in zip(axes[0], panels, strict=True):
+        here = [r for r in rows if (r["target_macs"], r["reconstruction"]) == (target, recipe)]
         for s, (key, label) in enumerate(stages):
             values = [r[key] or 0.0 for r in here]
             ax.bar([i + (s - 1) * 0.27 for i in range(len(here))], values, 0.27, label=label)
         ax.axhline(results["unpruned_top1"], color="k", ls="--", lw=1, label="unpruned")
-        ax.set_xticks(range(len(here)), [r["method"].replace("mobileprune ", "mp ") for r in here], rotation=25)
+        names = [
+            r["method"].replace("mobileprune ", "mp ").replace("compensated sensitivity", "compensated") for r in here
+        ]
+        ax.set_xticks(range(len(here)), names, rotation=25, ha="right")
         ax.set_ylim(0, 1)
-        ax.set_title(f"MobileNetV2 at {target:g} of its MACs: held-out top-1 (500 photos)")
+        ax.set_title(f"MobileNetV2 at {target:g} of its MACs, reconstruction on {recipe}", fontsize=10)
         ax.legend(fontsize=8)
     save_figure(fig, path)
 
