@@ -111,6 +111,7 @@ def main() -> None:
                     distill=True,
                     rounds=rounds,
                     reconstruct=inside,
+                    reconstruct_images=args.reconstruct_images,
                     reconstruct_mirror=mirror,
                 )
                 result = shrink(loaded, config, data)

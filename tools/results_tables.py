@@ -25,10 +25,10 @@ def accuracy() -> None:
         "| + distillation | wall (prune / recon / distill) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    rows = sorted(data["rows"], key=lambda row: (row["target_macs"], row.get("reconstruction", "")))  # stable
+    rows = sorted(data["rows"], key=lambda row: (row["target_macs"], row["reconstruction"]))  # stable
     for r in rows:
         print(
-            f"| {r['target_macs']:g} | {r.get('reconstruction', '256 photos')} | {r['method']} | "
+            f"| {r['target_macs']:g} | {r['reconstruction']} | {r['method']} | "
             f"{r['mac_ratio']:.3f} | {r['params_ratio']:.3f} | "
             f"{_f(r['top1_pruned'])} | {_f(r['top1_reconstructed'])} | {_f(r['top1_distilled'])} | "
             f"{r['prune_s']:.0f} / {_f(r.get('reconstruct_s'), 0)} / {r['distill_s']:.0f} s |"
