@@ -8,6 +8,7 @@ from conftest import write_images
 
 from mobileprune import ShrinkConfig, load_model, shrink
 from mobileprune.prune.graph import PruningGraph
+from mobileprune.prune.layer_inputs import LayerInputs, capture_input
 from mobileprune.prune.reconstruct import reconstruct, refittable_layers
 from mobileprune.train.data import open_data
 
@@ -104,3 +105,51 @@ def test_reconstruction_is_skipped_when_turned_off(colour_data):
     report = shrink(loaded, config, colour_data).report
     assert report.reconstruction == {} and "reconstruct_s" not in report.timings_s
     assert "predicted from kept ones" not in report.allocation["strategy"]  # plain zeros: nothing re-fits them
+
+
+class _SkipAroundTheChain(torch.nn.Module):
+    """A model whose blocks are an nn.Sequential but whose forward adds the input back after the first block:
+    the chain of blocks is not how it runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(*[torch.nn.Conv2d(4, 4, 1) for _ in range(4)])
+
+    def forward(self, x):
+        y = self.body[0](x) + x
+        for block in self.body[1:]:
+            y = block(y)
+        return y
+
+
+def _counting_forwards(model):
+    calls = []
+    model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    return calls
+
+
+def test_layer_inputs_run_block_by_block_and_match_real_forward_passes():
+    model = _tiny()
+    batches = _batches(3)
+    layers = refittable_layers(model)
+    inputs = LayerInputs(model, batches)
+    calls = _counting_forwards(model)
+    got = {name: list(inputs.of(name)) for name in layers}
+    # whole-model forwards: the first block's input once per batch, one check per layer in the chain, and
+    # plain captures for the classifier (after the chain) -- instead of one per layer and batch
+    assert inputs.trusted and layers[-1] == "classifier.1"
+    assert len(calls) == len(batches) + (len(layers) - 1) + len(batches)
+    for name in layers:
+        for tensor, x in zip(got[name], batches, strict=True):
+            assert torch.allclose(tensor, capture_input(model, name, x)[0], atol=1e-6), name
+
+
+def test_layer_inputs_fall_back_to_forward_passes_when_the_model_is_not_its_chain():
+    torch.manual_seed(0)
+    model = _SkipAroundTheChain().eval()
+    batches = [torch.randn(2, 4, 5, 5) for _ in range(2)]
+    inputs = LayerInputs(model, batches)
+    for name in ["body.1", "body.2", "body.3"]:
+        for got, x in zip(inputs.of(name), batches, strict=True):
+            assert torch.allclose(got, capture_input(model, name, x)[0]), name
+    assert not inputs.trusted

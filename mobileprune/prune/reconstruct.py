@@ -10,7 +10,7 @@ ridge-regularised least squares on calibration images:
 with X_pruned the layer's inputs in the pruned network (so errors of earlier layers are corrected too) and
 Y_original the same layer's outputs in the unpruned one. The ridge pulls towards the current weights, so the
 fit can only lower the calibration error, and changes nothing where nothing was removed. No labels, no
-backpropagation: one forward pass per re-fitted layer, stopped right after that layer.
+backpropagation: the pruned network's forward runs block by block as layers are re-fitted (layer_inputs.py).
 
 Only dense consumers are re-fitted (1×1 and full convs, linears); depthwise convs have one input channel
 per output and lose their outputs along with their inputs.
@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .graph import PruningGraph, is_depthwise
+from .layer_inputs import LayerInputs
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,6 @@ class LayerFit:
             "error_before": round(self.error_before, 5),
             "error_after": round(self.error_after, 5),
         }
-
-
-class _Stop(Exception):
-    """Raised inside a forward hook: the rest of the network is not needed for this layer."""
 
 
 def consumers(graph: PruningGraph, groups: Sequence[str]) -> list[str]:
@@ -98,9 +95,11 @@ def reconstruct(
         if kept is not None:
             targets[name] = targets[name][:, kept]
     fits = []
+    inputs = LayerInputs(pruned, batches)
     for name in layers:
-        inputs = [_inputs_at(pruned, name, x, picks[name][b]) for b, x in enumerate(batches)]
-        fits.append(_refit(name, pruned.get_submodule(name), torch.cat(inputs), targets[name], ridge))
+        layer = pruned.get_submodule(name)
+        rows = torch.cat([_inputs_at(layer, inp, picks[name][b]) for b, inp in enumerate(inputs.of(name))])
+        fits.append(_refit(name, layer, rows, targets[name], ridge))
         if progress:
             progress()
     return fits
@@ -139,28 +138,8 @@ def _original_outputs(original: nn.Module, layers: Sequence[str], batches: Seque
     return picks, {name: torch.cat(rows[name]) for name in layers}
 
 
-def capture_input(model: nn.Module, name: str, x: torch.Tensor) -> tuple[torch.Tensor, nn.Module]:
-    """The input of layer `name` for input `x`; the forward stops right there."""
-    layer = model.get_submodule(name)
-    seen: list[torch.Tensor] = []
-
-    def hook(module, args):
-        seen.append(args[0])
-        raise _Stop
-
-    handle = layer.register_forward_pre_hook(hook)
-    try:
-        model(x)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    return seen[0], layer
-
-
-def _inputs_at(pruned, name, x, pick) -> torch.Tensor:
-    """The pruned layer's inputs at the sampled output positions (samples × in features·kernel)."""
-    inp, layer = capture_input(pruned, name, x)
+def _inputs_at(layer: nn.Module, inp: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
+    """The layer's input `inp` at the sampled output positions (samples × in features·kernel)."""
     if isinstance(layer, nn.Linear):
         return inp.reshape(-1, inp.shape[-1]).double()
     cols = F.unfold(inp, layer.kernel_size, layer.dilation, layer.padding, layer.stride)  # n × (c·k) × positions
@@ -188,8 +167,11 @@ def _refit(name: str, layer: nn.Module, x: torch.Tensor, y: torch.Tensor, ridge:
     before = float((y - design @ current.T).pow(2).sum()) / norm
     if before < EXACT:  # the layer already reproduces the original: nothing of its inputs was lost
         return LayerFit(name, before, before)
-    strength = ridge if ridge is not None else _choose_ridge(design, y, current)
-    fitted = _solve(design, y, current, strength)
+    held = _held_out(design.shape[0], design.device)
+    gram, rhs = _normal_equations(design[~held], y[~held], current)
+    held_gram, held_rhs = _normal_equations(design[held], y[held], current)
+    strength = ridge if ridge is not None else _choose_ridge(gram, rhs, current, design[held], y[held])
+    fitted = _solve(gram + held_gram, rhs + held_rhs, current, strength)
     after = float((y - design @ fitted.T).pow(2).sum()) / norm
     if after > before:  # cannot happen for a ridge towards the current weights; keep them if rounding says so
         return LayerFit(name, before, before)
@@ -204,22 +186,35 @@ EXACT = 1e-9  # relative squared error below which a layer's output is the origi
 RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
-def _choose_ridge(design: torch.Tensor, y: torch.Tensor, current: torch.Tensor) -> float:
-    """The ridge (relative to the mean input energy) with the lowest error on a held-out fifth of the samples."""
-    held = torch.zeros(design.shape[0], dtype=torch.bool)
-    held[torch.randperm(design.shape[0], generator=torch.Generator().manual_seed(0))[: design.shape[0] // 5]] = True
-    held = held.to(design.device)
+def _held_out(samples: int, device: torch.device) -> torch.Tensor:
+    """A seeded fifth of the samples, on which the ridge strength is chosen."""
+    held = torch.zeros(samples, dtype=torch.bool)
+    held[torch.randperm(samples, generator=torch.Generator().manual_seed(0))[: samples // 5]] = True
+    return held.to(device)
+
+
+def _choose_ridge(
+    gram: torch.Tensor, rhs: torch.Tensor, current: torch.Tensor, held_design: torch.Tensor, held_y: torch.Tensor
+) -> float:
+    """The ridge (relative to the mean input energy) with the lowest error on the held-out samples, each
+    candidate fitted on the other samples' normal equations (`gram`, `rhs`)."""
     errors = []
     for strength in RIDGES:
-        fitted = _solve(design[~held], y[~held], current, strength)
-        errors.append(float((y[held] - design[held] @ fitted.T).pow(2).sum()))
+        fitted = _solve(gram, rhs, current, strength)
+        errors.append(float((held_y - held_design @ fitted.T).pow(2).sum()))
     return RIDGES[min(range(len(RIDGES)), key=errors.__getitem__)]
 
 
-def _solve(design: torch.Tensor, y: torch.Tensor, current: torch.Tensor, strength: float) -> torch.Tensor:
+def _normal_equations(
+    design: torch.Tensor, y: torch.Tensor, current: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """design^T design and design^T (y - design current^T): all a ridge solve needs, whatever its strength
+    (sums over disjoint samples add up, so the whole set's come from its parts')."""
+    return design.T @ design, design.T @ (y - design @ current.T)
+
+
+def _solve(gram: torch.Tensor, rhs: torch.Tensor, current: torch.Tensor, strength: float) -> torch.Tensor:
     """argmin_W ||design W^T - y||² + λ ||W - current||², λ = strength x mean diagonal of design^T design."""
-    gram = design.T @ design
     scale = float(gram.diagonal().mean()) or 1.0
-    gram += strength * scale * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-    residual = y - design @ current.T
-    return current + torch.linalg.solve(gram, design.T @ residual).T
+    damped = gram + strength * scale * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    return current + torch.linalg.solve(damped, rhs).T
