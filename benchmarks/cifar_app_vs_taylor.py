@@ -11,8 +11,12 @@ training set (Trainer, AdamW lr 3e-4, cosine), the budget the app model itself w
 reference, the unpruned app model gets the same extra steps too: "within 1 point of the unpruned model" is
 judged against both. Everything is scored on the 10,000 CIFAR-10 test images (standard error ≈ 0.4 points).
 
+`--distill` makes the fine-tune distillation from the unpruned app model plus the labels (plain KL at
+temperature 2 + cross-entropy): the recovery a user with labels and the original model should run. Its rows
+are stored beside the plain fine-tune's, named "ROW (kd+labels, N steps)"; every row records its fine-tune.
+
 Writes benchmarks/results/cifar_app_vs_taylor.json. Run after `make bench-damage` (it needs the cached app
-model): `python benchmarks/cifar_app_vs_taylor.py [--steps 1200]` (about 45 min on 2 cores).
+model): `python benchmarks/cifar_app_vs_taylor.py [--steps 1200] [--distill]` (about 45 min on 2 cores).
 """
 
 from __future__ import annotations
@@ -41,17 +45,23 @@ from anchors import torch_pruning  # noqa: E402
 
 SIZE = 96
 FINE_TUNE = TrainConfig(lr=3e-4)
+DISTILL = TrainConfig(lr=3e-4, distill=True, distill_loss="kl", label_weight=1.0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=CIFAR_WORK)
     ap.add_argument("--steps", type=int, default=1200, help="labelled fine-tuning steps of 32 for every row")
+    ap.add_argument("--distill", action="store_true", help="fine-tune = distillation from the app model + labels")
     ap.add_argument("--only", default="", help="comma-separated rows to measure again (default: all)")
     args = ap.parse_args()
     out = HERE / "results" / "cifar_app_vs_taylor.json"
-    wanted = set(args.only.split(",")) if args.only else {"mobileprune", "tp_global_taylor", "unpruned_same_steps"}
-    previous = json.loads(out.read_text())["rows"] if out.exists() and args.only else {}
+    everything = {"mobileprune", "tp_global_taylor"} | (set() if args.distill else {"unpruned_same_steps"})
+    wanted = set(args.only.split(",")) if args.only else everything
+    previous = _previous_rows(out) if out.exists() else {}
+    tuning = DISTILL if args.distill else FINE_TUNE
+    suffix = f" (kd+labels, {args.steps} steps)" if args.distill else ""
+    fine_tune = {"steps": args.steps, "batch": 32, "cosine": True, **tuning.__dict__}
     torch.manual_seed(0)
     app, _, data, root = cifar_app(args.work)
     data.val = None  # shrink's own evaluations would score all 10,000 test images after every phase
@@ -65,9 +75,11 @@ def main() -> None:
         row["mac_ratio"] = round(count_cost(model, example).macs / base_macs, 4)
         row["prune_s"] = round(time.time() - started, 1)
         started = time.time()
-        Trainer(make_loader(full_train, 32, True), FINE_TUNE).train(model, args.steps, cosine=True)
+        teacher = app.model if tuning.distill else None
+        Trainer(make_loader(full_train, 32, True), tuning, teacher).train(model, args.steps, cosine=True)
         row["top1"] = evaluate(model.eval(), test_loader).top1
         row["fine_tune_s"] = round(time.time() - started, 1)
+        row["fine_tune"] = fine_tune
         print(row, flush=True)
         return row
 
@@ -77,23 +89,35 @@ def main() -> None:
         started = time.time()
         config = ShrinkConfig(target=0.5, by="macs", schedule="oneshot", epochs=0)
         mine = shrink(copy.deepcopy(app), config, data).model
-        rows["mobileprune"] = fine_tuned(mine, started, recipe="shrink --by macs --target 0.5 --epochs 0 (defaults)")
+        name = "shrink --by macs --target 0.5 --epochs 0 (defaults)"
+        rows["mobileprune" + suffix] = fine_tuned(mine, started, recipe=name)
     if "tp_global_taylor" in wanted:
         started = time.time()
         batches = calibration_batches(data.calibration_set(), 128, 32, 0)
         classifier = classifier_module(app.model, app.spec)
         taylor, _ = torch_pruning(app.model, example, classifier, "global_taylor", 0.5, batches)
-        rows["tp_global_taylor"] = fine_tuned(taylor, started, recipe="MetaPruner global GroupTaylorImportance")
+        name = "MetaPruner global GroupTaylorImportance"
+        rows["tp_global_taylor" + suffix] = fine_tuned(taylor, started, recipe=name)
     if "unpruned_same_steps" in wanted:
         reference = copy.deepcopy(app.model)
         recipe = "the unpruned app model, same fine-tune"
-        rows["unpruned_same_steps"] = fine_tuned(reference, time.time(), recipe=recipe)
+        rows["unpruned_same_steps" + suffix] = fine_tuned(reference, time.time(), recipe=recipe)
     write_json(
         out,
-        {"what": __doc__.splitlines()[0], "rows": rows, "fine_tune": {"steps": args.steps, "batch": 32,
-         "train_images": len(full_train), "cosine": True, **FINE_TUNE.__dict__}, "test_images": 10000,
+        {"what": __doc__.splitlines()[0], "rows": rows, "train_images": len(full_train), "test_images": 10000,
          "versions": versions(), "machine": machine_facts()},
     )  # fmt: skip
+
+
+def _previous_rows(out: Path) -> dict:
+    """Rows of an earlier run; those from before rows carried their fine-tune get the run's one."""
+    earlier = json.loads(out.read_text())
+    rows = earlier["rows"]
+    shared = {k: v for k, v in earlier.get("fine_tune", {}).items() if k != "train_images"}
+    for name, row in rows.items():
+        if name != "unpruned" and "fine_tune" not in row and shared:
+            row["fine_tune"] = shared
+    return rows
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ import torch
 from conftest import write_images
 
 from mobileprune import ShrinkConfig, load_model, shrink
+from mobileprune.prune.block_chain import capture_input
 from mobileprune.prune.graph import PruningGraph
-from mobileprune.prune.layer_inputs import LayerInputs, capture_input
+from mobileprune.prune.layer_inputs import LayerInputs
 from mobileprune.prune.reconstruct import reconstruct, refittable_layers
 from mobileprune.train.data import open_data
 

@@ -5,10 +5,13 @@ import torch
 
 from mobileprune.models import build_model, classifier_module, resolve_spec
 from mobileprune.prune.allocate.sensitivity import measure_sensitivity
+from mobileprune.prune.block_chain import chain
 from mobileprune.prune.compensation import InputStatistics
 from mobileprune.prune.criteria import CRITERIA
 from mobileprune.prune.graph import PruningGraph
 from mobileprune.prune.masking import masked
+from mobileprune.prune.reconstruct import refittable_layers
+from mobileprune.prune.suffix_forward import SuffixForward
 
 
 def test_masking_consumers_equals_really_pruning():
@@ -99,3 +102,52 @@ def test_a_covariance_from_too_few_samples_is_not_used():
     few = InputStatistics.measure(model, ["2"], [torch.randn(8, 4)])
     enough = InputStatistics.measure(model, ["2"], [torch.randn(64, 4)])
     assert "2" not in few and "2" in enough
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "mobilenet_v3_small"])
+def test_probes_from_cached_block_inputs_measure_what_whole_forward_passes_do(arch, monkeypatch):
+    """Sensitivity runs each probe from its group's first consumer block on (suffix_forward.py): the curves
+    are those of whole forward passes, and the probes really skip blocks."""
+    spec = resolve_spec(arch, num_classes=10, width_mult=0.5)
+    model = build_model(spec).eval()
+    torch.manual_seed(0)
+    batches = [torch.randn(4, 3, 32, 32) for _ in range(2)]
+    graph = PruningGraph(model, batches[0][:1], [classifier_module(model, spec)])
+    statistics = InputStatistics.measure(model, refittable_layers(model), batches)
+    blocks = chain(model)
+    runs = []
+    for block_name, block in blocks:
+        block.register_forward_pre_hook(lambda m, a: runs.append(len(a[0])))  # images through each block
+    cached = measure_sensitivity(model, graph, CRITERIA.create("l1"), batches, statistics=statistics)
+    cached_runs = sum(runs)
+    monkeypatch.setattr("mobileprune.prune.suffix_forward.chain", lambda model: [])
+    runs.clear()
+    whole = measure_sensitivity(model, graph, CRITERIA.create("l1"), batches, statistics=statistics)
+    assert list(cached) == list(whole) == [g.name for g in graph.groups]
+    for name in whole:
+        for (u1, d1), (u2, d2) in zip(cached[name].points, whole[name].points, strict=True):
+            assert u1 == u2 and d1 == pytest.approx(d2, rel=1e-4, abs=1e-7), name
+    assert cached_runs < 0.8 * sum(runs)
+
+
+def test_probes_fall_back_to_whole_forward_passes_when_the_model_is_not_its_chain():
+    class SkipAroundTheChain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(*[torch.nn.Conv2d(4, 4, 1) for _ in range(4)])
+
+        def forward(self, x):
+            y = self.body[0](x) + x
+            for block in self.body[1:]:
+                y = block(y)
+            return y.mean((2, 3))
+
+    torch.manual_seed(0)
+    model = SkipAroundTheChain().eval()
+    batches = [torch.randn(2, 4, 5, 5) for _ in range(2)]
+    suffix = SuffixForward(model, batches)
+    with torch.no_grad():
+        got = suffix.outputs(suffix.start(["body.2"]))
+        for out, x in zip(got, batches, strict=True):
+            assert torch.allclose(out, model(x))
+    assert not suffix.trusted

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..prune.layer_inputs import capture_input
+from ..prune.block_chain import capture_input
 from .masks import WeightMasks
 from .selection import layer_sparsities, masks_at
 

@@ -5,7 +5,8 @@ units, chosen by the criterion, and the network's output is compared with the un
 is never copied or edited.
 
 Damage is the KL divergence from the unpruned model's predictions on a fixed calibration batch: it needs
-no labels, so unlabeled images (or, without data, random noise as a data-free proxy) are enough.
+no labels, so unlabeled images (or, without data, random noise as a data-free proxy) are enough. A probe
+runs only the blocks from the group's first consumer on (suffix_forward.py).
 
 When reconstruction follows the prune, the probes are compensated (compensation.py): removed channels
 read as their linear prediction from the kept ones, so a group is charged the damage reconstruction
@@ -27,6 +28,7 @@ from ..criteria import Criterion
 from ..graph import ChannelGroup, PruningGraph
 from ..masking import masked
 from ..reconstruct import refittable_layers
+from ..suffix_forward import SuffixForward
 from .engine import ALLOCATIONS, AllocationInputs, AllocationStrategy
 
 DEFAULT_FRACTIONS = (0.125, 0.25, 0.5, 0.75)
@@ -68,8 +70,10 @@ def measure_sensitivity(
     """
     model.eval()
     reference = [F.log_softmax(model(x), dim=1) for x in batches]
+    suffix = SuffixForward(model, batches)
+    starts = {g.name: suffix.start(m.module for m in g.members if m.side == "in") for g in graph.groups}
     curves: dict[str, DamageCurve] = {}
-    for group in graph.groups:
+    for group in sorted(graph.groups, key=lambda g: starts[g.name]):  # the cached block inputs only move on
         if known and group.name in known:
             curves[group.name] = known[group.name]
             if progress:
@@ -83,7 +87,8 @@ def measure_sensitivity(
                 continue
             channels = group.channels_to_remove(scores, units)
             with masked(model, group, channels, statistics):
-                damage = sum(_kl(ref, model(x)) for ref, x in zip(reference, batches, strict=True))
+                outputs = suffix.outputs(starts[group.name])
+            damage = sum(_kl(ref, out) for ref, out in zip(reference, outputs, strict=True))
             worst = max(worst, damage / len(batches))  # damage never falls as more is removed
             points.append((units, worst))
         if len(points) == 1:
@@ -93,7 +98,7 @@ def measure_sensitivity(
             measured(curves)
         if progress:
             progress()
-    return curves
+    return {g.name: curves[g.name] for g in graph.groups}
 
 
 def _kl(reference_log_probs: torch.Tensor, logits: torch.Tensor) -> float:

@@ -1,0 +1,60 @@
+"""The network's outputs on fixed batches when only the blocks from some point on behave differently.
+
+A sensitivity probe masks one group's channels at its consumers; every block before the first consumer
+computes what it always does. Each batch's input to that block is cached (in the unprobed network), and the
+probe runs only the blocks from there on (block_chain.py): probes of late groups cost a fraction of a
+forward pass. Groups must be asked for in order of their first block, so the cache only moves forward.
+Every probe's outputs are checked on two images against a real forward pass; at the first mismatch the
+chain is abandoned for plain forward passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn as nn
+
+from .block_chain import CHECKED, BlockInputs, agrees, block_of, chain, resumed_at
+
+
+class SuffixForward:
+    """`outputs(start)`: the model's outputs on `batches`, computed from the cached inputs of block `start`
+    (valid while nothing before that block differs from when the cache was filled)."""
+
+    def __init__(self, model: nn.Module, batches: Sequence[torch.Tensor]) -> None:
+        self.model = model
+        self.batches = list(batches)
+        self.blocks = chain(model)
+        self.inputs = BlockInputs(model, self.blocks, batches)
+        self.trusted = bool(self.blocks)
+        order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+        self._order = order
+        self._chain_begins = order[self.blocks[0][0]] if self.blocks else 0
+
+    def start(self, modules: Iterable[str]) -> int:
+        """The first block any of `modules` is in; 0 when one of them runs before the chain."""
+        first = len(self.blocks)
+        for name in modules:
+            block = block_of(self.blocks, name)
+            if block is None and self._order[name] < self._chain_begins:
+                return 0
+            if block is not None:
+                first = min(first, block)
+        return first
+
+    @torch.no_grad()
+    def outputs(self, start: int) -> list[torch.Tensor]:
+        if not self.trusted or start == 0:
+            return [self.model(x) for x in self.batches]
+        cached_inputs = self.inputs.at(start)  # start == len(blocks): the chain's outputs
+        with resumed_at(self.model, self.blocks, start) as replay:
+            outputs = []
+            for cached, x in zip(cached_inputs, self.batches, strict=True):
+                replay.value = cached
+                outputs.append(self.model(x))
+        real = self.model(self.batches[0][:CHECKED])
+        if not agrees(outputs[0], real):
+            self.trusted = False  # the chain is not how the model runs: plain forward passes from now on
+            return [self.model(x) for x in self.batches]
+        return outputs
