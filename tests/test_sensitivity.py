@@ -114,9 +114,8 @@ def test_probes_from_cached_block_inputs_measure_what_whole_forward_passes_do(ar
     batches = [torch.randn(4, 3, 32, 32) for _ in range(2)]
     graph = PruningGraph(model, batches[0][:1], [classifier_module(model, spec)])
     statistics = InputStatistics.measure(model, refittable_layers(model), batches)
-    blocks = chain(model)
     runs = []
-    for block_name, block in blocks:
+    for _, block in chain(model):
         block.register_forward_pre_hook(lambda m, a: runs.append(len(a[0])))  # images through each block
     cached = measure_sensitivity(model, graph, CRITERIA.create("l1"), batches, statistics=statistics)
     cached_runs = sum(runs)
