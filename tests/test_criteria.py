@@ -235,3 +235,30 @@ def test_random_and_ucb_criteria_take_the_run_seed():
         criterion = ShrinkConfig(target=0.8, criterion="random", seed=seed).make_criterion()
         graph_scores.append(criterion.scores(graph, graph.groups[0].name))
     assert torch.equal(graph_scores[0], graph_scores[1]) and not torch.equal(graph_scores[0], graph_scores[2])
+
+
+def test_ucb_and_greedy_probes_from_cached_block_inputs_match_whole_forward_passes(monkeypatch):
+    """ucb's pulls and the greedy schedule's measured steps run only the blocks after the probed group's
+    first consumer (suffix_forward.py); with the chain disabled they run whole forward passes."""
+    from mobileprune.prune.allocate.measured import MeasuredAllocation
+
+    model, graph, _, data = _model_with_dead_filter()
+    small = sorted((g for g in graph.groups if len(g.units) >= 4), key=lambda g: len(g.units))[:6]
+    groups = sorted(small, key=lambda g: graph.groups.index(g))[-2:]  # two late groups: most blocks skipped
+
+    def measure():
+        ucb = CRITERIA.create("ucb", pulls_per_channel=1.0)
+        ucb.prepare(model, data)
+        scores = [ucb.scores(graph, g.name) for g in groups]
+        greedy = MeasuredAllocation(model, graph, CRITERIA.create("l1"), data)
+        greedy.begin_round({})
+        costs = [greedy.step_cost(g, 0, 2, 1.0) for g in groups]
+        return scores, costs
+
+    scores, costs = measure()
+    monkeypatch.setattr("mobileprune.prune.suffix_forward.chain", lambda model: [])
+    whole_scores, whole_costs = measure()
+    for a, b in zip(scores, whole_scores, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert costs == pytest.approx(whole_costs, rel=1e-4, abs=1e-7)
+    assert any(c > 0 for c in costs)

@@ -5,7 +5,8 @@ computes what it always does. Each batch's input to that block is cached (in the
 probe runs only the blocks from there on (block_chain.py): probes of late groups cost a fraction of a
 forward pass. Groups must be asked for in order of their first block, so the cache only moves forward.
 Every probe's outputs are checked on two images against a real forward pass; at the first mismatch the
-chain is abandoned for plain forward passes.
+chain is abandoned for plain forward passes. Sensitivity, the greedy schedule's measured steps and the ucb
+criterion's pulls all probe this way.
 """
 
 from __future__ import annotations
@@ -44,17 +45,19 @@ class SuffixForward:
         return first
 
     @torch.no_grad()
-    def outputs(self, start: int) -> list[torch.Tensor]:
+    def outputs(self, start: int, batch: int | None = None) -> list[torch.Tensor]:
+        """The outputs for every batch, or only for batch index `batch` (a one-element list)."""
+        chosen = range(len(self.batches)) if batch is None else [batch]
         if not self.trusted or start == 0:
-            return [self.model(x) for x in self.batches]
+            return [self.model(self.batches[b]) for b in chosen]
         cached_inputs = self.inputs.at(start)  # start == len(blocks): the chain's outputs
         with resumed_at(self.model, self.blocks, start) as replay:
             outputs = []
-            for cached, x in zip(cached_inputs, self.batches, strict=True):
-                replay.value = cached
-                outputs.append(self.model(x))
-        real = self.model(self.batches[0][:CHECKED])
+            for b in chosen:
+                replay.value = cached_inputs[b]
+                outputs.append(self.model(self.batches[b]))
+        real = self.model(self.batches[chosen[0]][:CHECKED])
         if not agrees(outputs[0], real):
             self.trusted = False  # the chain is not how the model runs: plain forward passes from now on
-            return [self.model(x) for x in self.batches]
+            return [self.model(self.batches[b]) for b in chosen]
         return outputs

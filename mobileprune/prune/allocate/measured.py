@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from ..criteria import CalibrationData, Criterion
 from ..graph import ChannelGroup, PruningGraph
 from ..masking import masked
+from ..suffix_forward import SuffixForward
 from .engine import AllocationStrategy
 
 
@@ -32,6 +33,7 @@ class MeasuredAllocation(AllocationStrategy):
     chosen: dict[str, list[int]] = field(default_factory=dict)  # channels (current numbering) per tried step
     increase: dict[str, float] = field(default_factory=dict)  # measured loss increase per tried step
     _base_loss: float = 0.0
+    _suffix: SuffixForward | None = None
 
     name = "measured"
 
@@ -39,6 +41,7 @@ class MeasuredAllocation(AllocationStrategy):
         if self.criterion.needs_data:  # the network changed since the last round: look again
             self.criterion.prepare(self.model, self.calibration)
         self._base_loss = calibration_loss(self.model, self.calibration)
+        self._suffix = SuffixForward(self.model, self.calibration.batches)  # the network as it is this round
         self.chosen.clear()
         self.increase.clear()
 
@@ -48,8 +51,11 @@ class MeasuredAllocation(AllocationStrategy):
     def step_cost(self, group: ChannelGroup, now: int, after: int, saved: float) -> float:
         current = self.graph.current_group(group.name)
         channels = current.channels_to_remove(self.criterion.scores(self.graph, group.name), after - now)
+        suffix = self._suffix or SuffixForward(self.model, self.calibration.batches)
+        start = suffix.start(m.module for m in current.members if m.side == "in")
         with torch.no_grad(), masked(self.model, current, channels):
-            increase = calibration_loss(self.model, self.calibration) - self._base_loss
+            outputs = suffix.outputs(start)
+        increase = _mean_loss(outputs, self.calibration.targets) - self._base_loss
         self.chosen[group.name], self.increase[group.name] = channels, increase
         return increase / saved
 
@@ -61,5 +67,9 @@ class MeasuredAllocation(AllocationStrategy):
 def calibration_loss(model: nn.Module, data: CalibrationData) -> float:
     """Cross-entropy against the unpruned model's predictions, averaged over the calibration batches."""
     model.eval()
-    losses = [float(F.cross_entropy(model(x), t)) for x, t in zip(data.batches, data.targets, strict=True)]
+    return _mean_loss([model(x) for x in data.batches], data.targets)
+
+
+def _mean_loss(outputs: list[torch.Tensor], targets: list[torch.Tensor]) -> float:
+    losses = [float(F.cross_entropy(y, t)) for y, t in zip(outputs, targets, strict=True)]
     return sum(losses) / len(losses)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ...registry import option
 from ..graph import PruningGraph
 from ..masking import masked
+from ..suffix_forward import SuffixForward
 from .base import CRITERIA, CalibrationData, Criterion
 
 
@@ -53,6 +54,8 @@ class UCBCriterion(Criterion):
         group = graph.group(name)
         arms = graph.channels(name)
         base = [float(F.cross_entropy(model(x), t)) for x, t in zip(data.batches, data.targets, strict=True)]
+        suffix = SuffixForward(model, data.batches)  # a pull runs only the blocks from the group's consumers on
+        start = suffix.start(m.module for m in group.members if m.side == "in")
         total = torch.zeros(arms)
         pulls = torch.zeros(arms)
         budget = max(arms, math.ceil(self.pulls_per_channel * arms))
@@ -66,7 +69,8 @@ class UCBCriterion(Criterion):
                 arm = int(torch.argmax(-(mean) + bonus))  # explore the arms that look least important
             b = int(torch.randint(len(data.batches), (1,), generator=self.generator))
             with masked(model, group, [arm]):
-                loss = float(F.cross_entropy(model(data.batches[b]), data.targets[b]))
+                (output,) = suffix.outputs(start, b)
+            loss = float(F.cross_entropy(output, data.targets[b]))
             total[arm] += loss - base[b]
             pulls[arm] += 1
         return (total / pulls).clamp(min=0)
