@@ -21,14 +21,14 @@ where nothing was lost yet (X̃ = X), w* = w exactly. H is damped by a small mul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..prune.block_chain import capture_input
+from ..prune.layer_inputs import LayerInputs
 from .masks import WeightMasks
 from .selection import layer_sparsities, masks_at
 
@@ -54,21 +54,19 @@ class ObsLayer:
 
 @torch.no_grad()
 def input_hessian(
-    model: nn.Module, name: str, batches: Sequence[torch.Tensor], reference: nn.Module | None = None
+    layer: nn.Module, inputs: Iterable[torch.Tensor], reference_inputs: Iterable[torch.Tensor] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """H = X̃ X̃ᵀ / n over every output position of every calibration image (float64), and with a
-    `reference` model the cross term G = X̃ Xᵀ / n with its inputs X to the same layer."""
-    layer = model.get_submodule(name)
+    """H = X̃ X̃ᵀ / n over every output position of every calibration image (float64), from the layer's
+    `inputs` batch by batch, and with a dense reference's inputs to the same layer the cross term G = X̃ Xᵀ / n."""
     hessian, cross, count = 0.0, 0.0, 0
-    for x in batches:
-        inp, _ = capture_input(model, name, x)
+    dense_inputs = iter(reference_inputs) if reference_inputs is not None else None
+    for inp in inputs:
         cols = layer_inputs(layer, inp)
         hessian = hessian + cols.T @ cols
-        if reference is not None:
-            dense, _ = capture_input(reference, name, x)
-            cross = cross + cols.T @ layer_inputs(layer, dense)
+        if dense_inputs is not None:
+            cross = cross + cols.T @ layer_inputs(layer, next(dense_inputs))
         count += cols.shape[0]
-    return hessian / max(count, 1), (cross / max(count, 1) if reference is not None else None)
+    return hessian / max(count, 1), (cross / max(count, 1) if dense_inputs is not None else None)
 
 
 def corrected(weight: torch.Tensor, raw: torch.Tensor, damped: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
@@ -146,8 +144,10 @@ def obs_sparsify(
     masks: dict[str, torch.Tensor] = {}
     report = []
     shares = layer_sparsities({name: tuple(layer.weight.shape) for name, layer in layers.items()}, sparsity, scope)
+    sparse_inputs = LayerInputs(model, batches)  # layers in order: each runs from its block's cached input
+    dense_inputs = LayerInputs(reference, batches) if reference is not None else None
     for name, layer in layers.items():
-        raw, cross = input_hessian(model, name, batches, reference)
+        raw, cross = input_hessian(layer, sparse_inputs.of(name), dense_inputs.of(name) if dense_inputs else None)
         hessian = damped(raw)
         weight = layer.weight.detach().reshape(layer.weight.shape[0], -1).double()
         if cross is not None:
