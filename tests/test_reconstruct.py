@@ -9,7 +9,7 @@ from conftest import write_images
 from mobileprune import ShrinkConfig, load_model, shrink
 from mobileprune.prune.block_chain import capture_input
 from mobileprune.prune.graph import PruningGraph
-from mobileprune.prune.layer_inputs import LayerInputs
+from mobileprune.prune.layer_inputs import LayerInputs, LayerOutputs
 from mobileprune.prune.reconstruct import reconstruct, refittable_layers
 from mobileprune.train.data import open_data
 
@@ -154,3 +154,31 @@ def test_layer_inputs_fall_back_to_forward_passes_when_the_model_is_not_its_chai
         for got, x in zip(inputs.of(name), batches, strict=True):
             assert torch.allclose(got, capture_input(model, name, x)[0]), name
     assert not inputs.trusted
+
+
+def _hooked_outputs(model, name, batches):
+    seen = []
+    handle = model.get_submodule(name).register_forward_hook(lambda m, a, y: seen.append(y))
+    with torch.no_grad():
+        for x in batches:
+            model(x)
+    handle.remove()
+    return seen
+
+
+@pytest.mark.parametrize("model_kind", ["chain", "skip_around_the_chain"])
+def test_layer_outputs_come_block_by_block_and_match_real_forward_passes(model_kind):
+    if model_kind == "chain":
+        model, batches, layers = _tiny(), _batches(3), None
+        layers = refittable_layers(model)
+    else:
+        torch.manual_seed(0)
+        model, batches = _SkipAroundTheChain().eval(), [torch.randn(2, 4, 5, 5) for _ in range(2)]
+        layers = ["body.1", "body.3"]
+    outputs = LayerOutputs(model, batches, layers, lambda name, b, y: (b, y.clone()))
+    for name in layers:
+        got = outputs.of(name)
+        assert [b for b, _ in got] == list(range(len(batches)))  # keep() is told which batch it sees
+        for (_, tensor), real in zip(got, _hooked_outputs(model, name, batches), strict=True):
+            assert torch.allclose(tensor, real, atol=1e-6), name
+    assert outputs.trusted == (model_kind == "chain")

@@ -26,7 +26,7 @@ def agrees(through_chain: torch.Tensor, real: torch.Tensor) -> bool:
     return torch.allclose(through_chain[:CHECKED], real, rtol=1e-4, atol=1e-5)
 
 
-class _Stop(Exception):
+class Stop(Exception):
     """Raised inside a forward hook: the rest of the network is not needed."""
 
 
@@ -37,12 +37,12 @@ def capture_input(model: nn.Module, name: str, x: torch.Tensor) -> tuple[torch.T
 
     def hook(module, args):
         seen.append(args[0])
-        raise _Stop
+        raise Stop
 
     handle = layer.register_forward_pre_hook(hook)
     try:
         model(x)
-    except _Stop:
+    except Stop:
         pass
     finally:
         handle.remove()
@@ -92,10 +92,15 @@ class BlockInputs:
             self.cached = [capture_input(self.model, self.blocks[0][0], x)[0] for x in self.batches]
             self.block = 0
         while self.block < block:
-            module = self.blocks[self.block][1]
-            self.cached = [module(x) for x in self.cached]
-            self.block += 1
+            self.step()
         return self.cached
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Run the current block on every batch: the cache holds the next block's inputs."""
+        module = self.blocks[self.block][1]
+        self.cached = [module(x) for x in self.cached]
+        self.block += 1
 
 
 class Replay(nn.Module):

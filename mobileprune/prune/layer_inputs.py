@@ -8,12 +8,13 @@ layer's inputs computed through the chain are checked, on two images, against a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
 
-from .block_chain import CHECKED, BlockInputs, agrees, block_of, capture_input, chain
+from .block_chain import CHECKED, BlockInputs, Stop, agrees, block_of, capture_input, chain, resumed_at
 
 
 class LayerInputs:
@@ -52,3 +53,92 @@ class LayerInputs:
 def _within(block: nn.Module, inside: str, x: torch.Tensor) -> torch.Tensor:
     """The input of module `inside` of `block` (the block's own input when `inside` is empty)."""
     return capture_input(block, inside, x)[0] if inside else x
+
+
+class LayerOutputs:
+    """`of(name)`: what `keep(name, batch, output)` makes of layer `name`'s output for every batch, in a model
+    that does not change (the unpruned reference). One pass of a block serves all the listed layers in it
+    (and one pass of the network after the chain, resumed from the chain's output, all layers there);
+    `keep` should shrink the output (reconstruction samples positions), since a segment's layers are held
+    until asked for. Each segment is checked on two images against a real forward pass."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        batches: Sequence[torch.Tensor],
+        layers: Sequence[str],
+        keep: Callable[[str, int, torch.Tensor], torch.Tensor],
+    ) -> None:
+        self.model, self.batches, self.layers, self.keep = model, list(batches), list(layers), keep
+        self.blocks = chain(model)
+        self.inputs = BlockInputs(model, self.blocks, self.batches)
+        self.trusted = bool(self.blocks)
+        self.ready: dict[str, list[torch.Tensor]] = {}
+        order = [name for name, _ in model.named_modules()]
+        self._chain_ends = max(
+            (i for i, n in enumerate(order) if self.blocks and block_of(self.blocks, n) is not None), default=0
+        )
+        self._order = {name: i for i, name in enumerate(order)}
+
+    @torch.no_grad()
+    def of(self, name: str) -> list[torch.Tensor]:
+        if name not in self.ready:
+            segment = self._segment(name)
+            if self.trusted and segment is not None:
+                self.ready = self._through(segment)
+            if name not in self.ready:
+                self.ready = self._kept(lambda: [self.model(x) for x in self.batches], [name])
+        return self.ready.pop(name)
+
+    def _segment(self, name: str) -> int | None:
+        """The block holding `name`; len(blocks) for a layer registered after the chain; None for one before."""
+        block = block_of(self.blocks, name)
+        if block is not None:
+            return block
+        return len(self.blocks) if self._order[name] > self._chain_ends else None
+
+    def _through(self, segment: int) -> dict[str, list[torch.Tensor]]:
+        members = [name for name in self.layers if self._segment(name) == segment]
+        cached = self.inputs.at(segment)  # segment == len(blocks): the chain's outputs
+        tail = segment == len(self.blocks)
+
+        def resumed(inputs: list[torch.Tensor], batches: list[torch.Tensor]) -> None:
+            with resumed_at(self.model, self.blocks, segment) as replay:
+                for value, x in zip(inputs, batches, strict=True):
+                    replay.value = value
+                    self.model(x)
+
+        few = [self.batches[0][:CHECKED]]
+        if tail:
+            first = self._kept(lambda: resumed([cached[0][:CHECKED]], few), members, raw=True)
+        else:
+            first = self._kept(lambda: self.blocks[segment][1](cached[0][:CHECKED]), members, raw=True)
+        real = self._kept(lambda: self.model(few[0]), members, raw=True)
+        if any(not agrees(first[name][0], real[name][0]) for name in members):
+            self.trusted = False  # the chain is not how the model runs: whole forward passes from now on
+            return {}
+        if tail:
+            return self._kept(lambda: resumed(cached, self.batches), members)
+        return self._kept(self.inputs.step, members)  # the block's pass also gives the next block its inputs
+
+    def _kept(self, run: Callable[[], object], names: list[str], raw: bool = False) -> dict[str, list[torch.Tensor]]:
+        """`run()` with hooks on `names` storing, batch after batch, what `keep` makes of their outputs (or the
+        outputs themselves with `raw`, stopping the pass once every one has been seen)."""
+        stored: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+
+        def make_hook(name: str):
+            def hook(module, args, y):
+                stored[name].append(y if raw else self.keep(name, len(stored[name]), y))
+                if raw and all(stored.values()):  # a check: the rest of the network is not needed
+                    raise Stop
+
+            return hook
+
+        handles = [self.model.get_submodule(name).register_forward_hook(make_hook(name)) for name in names]
+        try:
+            with contextlib.suppress(Stop):
+                run()
+        finally:
+            for h in handles:
+                h.remove()
+        return stored

@@ -10,7 +10,9 @@ ridge-regularised least squares on calibration images:
 with X_pruned the layer's inputs in the pruned network (so errors of earlier layers are corrected too) and
 Y_original the same layer's outputs in the unpruned one. The ridge pulls towards the current weights, so the
 fit can only lower the calibration error, and changes nothing where nothing was removed. No labels, no
-backpropagation: the pruned network's forward runs block by block as layers are re-fitted (layer_inputs.py).
+backpropagation. Both networks run block by block (layer_inputs.py): the pruned one as its layers are
+re-fitted, the unpruned one once, each layer's sampled outputs taken when its block runs, so memory holds
+one block's activations and one layer's samples rather than every layer's targets at once.
 
 Only dense consumers are re-fitted (1×1 and full convs, linears); depthwise convs have one input channel
 per output and lose their outputs along with their inputs.
@@ -26,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .graph import PruningGraph, is_depthwise
-from .layer_inputs import LayerInputs
+from .layer_inputs import LayerInputs, LayerOutputs
 
 
 @dataclass(frozen=True)
@@ -89,56 +91,65 @@ def reconstruct(
     """
     pruned.eval()
     original.eval()
-    picks, targets = _original_outputs(original, layers, batches, positions)
-    for name in layers:
-        kept = kept_outputs(name)
-        if kept is not None:
-            targets[name] = targets[name][:, kept]
+    picks = _positions(original, layers, batches, positions)
     fits = []
     inputs = LayerInputs(pruned, batches)
+    targets = LayerOutputs(original, batches, layers, lambda name, b, y: _sampled(y, picks[name][b]))
     for name in layers:
+        target = torch.cat(targets.of(name))
+        kept = kept_outputs(name)
+        if kept is not None:
+            target = target[:, kept]
         layer = pruned.get_submodule(name)
         rows = torch.cat([_inputs_at(layer, inp, picks[name][b]) for b, inp in enumerate(inputs.of(name))])
-        fits.append(_refit(name, layer, rows, targets[name], ridge))
+        fits.append(_refit(name, layer, rows, target, ridge))
         if progress:
             progress()
     return fits
 
 
-def _original_outputs(original: nn.Module, layers: Sequence[str], batches: Sequence[torch.Tensor], positions: int):
-    """Every layer's sampled outputs in the original network, one forward pass per batch for all of them."""
-    generator = torch.Generator().manual_seed(0)
-    picks: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
-    rows: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+def _positions(
+    original: nn.Module, layers: Sequence[str], batches: Sequence[torch.Tensor], positions: int
+) -> dict[str, list[torch.Tensor | None]]:
+    """The output positions each conv is fitted at, per batch and image (None for a linear: every row)."""
+    shapes: dict[str, tuple[int, ...]] = {}
 
     def make_hook(name: str):
         def hook(module, args, y):
-            if isinstance(module, nn.Linear):
-                picks[name].append(torch.arange(y.shape[0], device=y.device))
-                rows[name].append(y.reshape(-1, y.shape[-1]).double())
-                return
-            n, c, h, w = y.shape
-            count = min(positions, h * w)
-            pick = torch.stack([torch.randperm(h * w, generator=generator)[:count] for _ in range(n)]).to(y.device)
-            picks[name].append(pick)
-            flat = y.reshape(n, c, h * w)
-            rows[name].append(
-                torch.gather(flat, 2, pick[:, None, :].expand(n, c, count)).permute(0, 2, 1).reshape(-1, c).double()
-            )
+            shapes.setdefault(name, tuple(y.shape[2:]) if y.dim() == 4 else ())
 
         return hook
 
     handles = [original.get_submodule(name).register_forward_hook(make_hook(name)) for name in layers]
     try:
-        for x in batches:
-            original(x)
+        original(batches[0][:1])
     finally:
         for h in handles:
             h.remove()
-    return picks, {name: torch.cat(rows[name]) for name in layers}
+    generator = torch.Generator().manual_seed(0)
+    picks: dict[str, list[torch.Tensor | None]] = {name: [] for name in layers}
+    for x in batches:
+        for name in shapes:  # the order the layers run in
+            if not shapes[name]:
+                picks[name].append(None)
+                continue
+            h, w = shapes[name]
+            count = min(positions, h * w)
+            pick = torch.stack([torch.randperm(h * w, generator=generator)[:count] for _ in range(len(x))])
+            picks[name].append(pick.to(x.device))
+    return picks
 
 
-def _inputs_at(layer: nn.Module, inp: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
+def _sampled(y: torch.Tensor, pick: torch.Tensor | None) -> torch.Tensor:
+    """A layer's output `y` at the sampled positions (samples × out features)."""
+    if pick is None:
+        return y.reshape(-1, y.shape[-1]).double()
+    n, c, h, w = y.shape
+    flat = y.reshape(n, c, h * w)
+    return torch.gather(flat, 2, pick[:, None, :].expand(n, c, pick.shape[1])).permute(0, 2, 1).reshape(-1, c).double()
+
+
+def _inputs_at(layer: nn.Module, inp: torch.Tensor, pick: torch.Tensor | None) -> torch.Tensor:
     """The layer's input `inp` at the sampled output positions (samples × in features·kernel)."""
     if isinstance(layer, nn.Linear):
         return inp.reshape(-1, inp.shape[-1]).double()
