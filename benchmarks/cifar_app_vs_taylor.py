@@ -83,6 +83,13 @@ def main() -> None:
         print(row, flush=True)
         return row
 
+    def save() -> None:  # after every row: a long run stopped half-way keeps what it measured
+        write_json(
+            out,
+            {"what": __doc__.splitlines()[0], "rows": rows, "train_images": len(full_train), "test_images": 10000,
+             "versions": versions(), "machine": machine_facts()},
+        )  # fmt: skip
+
     rows: dict = {**previous, "unpruned": {"top1": evaluate(app.model.eval(), test_loader).top1}}
     print(rows, flush=True)
     if "mobileprune" in wanted:
@@ -91,6 +98,7 @@ def main() -> None:
         mine = shrink(copy.deepcopy(app), config, data).model
         name = "shrink --by macs --target 0.5 --epochs 0 (defaults)"
         rows["mobileprune" + suffix] = fine_tuned(mine, started, recipe=name)
+        save()
     if "tp_global_taylor" in wanted:
         started = time.time()
         batches = calibration_batches(data.calibration_set(), 128, 32, 0)
@@ -98,15 +106,12 @@ def main() -> None:
         taylor, _ = torch_pruning(app.model, example, classifier, "global_taylor", 0.5, batches)
         name = "MetaPruner global GroupTaylorImportance"
         rows["tp_global_taylor" + suffix] = fine_tuned(taylor, started, recipe=name)
+        save()
     if "unpruned_same_steps" in wanted:
         reference = copy.deepcopy(app.model)
         recipe = "the unpruned app model, same fine-tune"
         rows["unpruned_same_steps" + suffix] = fine_tuned(reference, time.time(), recipe=recipe)
-    write_json(
-        out,
-        {"what": __doc__.splitlines()[0], "rows": rows, "train_images": len(full_train), "test_images": 10000,
-         "versions": versions(), "machine": machine_facts()},
-    )  # fmt: skip
+    save()
 
 
 def _previous_rows(out: Path) -> dict:
