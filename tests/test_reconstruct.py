@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from conftest import write_images
+from conftest import SkipAroundTheChain, write_images
 
 from mobileprune import ShrinkConfig, load_model, shrink
 from mobileprune.prune.block_chain import capture_input
@@ -108,21 +108,6 @@ def test_reconstruction_is_skipped_when_turned_off(colour_data):
     assert "predicted from kept ones" not in report.allocation["strategy"]  # plain zeros: nothing re-fits them
 
 
-class _SkipAroundTheChain(torch.nn.Module):
-    """A model whose blocks are an nn.Sequential but whose forward adds the input back after the first block:
-    the chain of blocks is not how it runs."""
-
-    def __init__(self):
-        super().__init__()
-        self.body = torch.nn.Sequential(*[torch.nn.Conv2d(4, 4, 1) for _ in range(4)])
-
-    def forward(self, x):
-        y = self.body[0](x) + x
-        for block in self.body[1:]:
-            y = block(y)
-        return y
-
-
 def _counting_forwards(model):
     calls = []
     model.register_forward_pre_hook(lambda module, args: calls.append(1))
@@ -147,7 +132,7 @@ def test_layer_inputs_run_block_by_block_and_match_real_forward_passes():
 
 def test_layer_inputs_fall_back_to_forward_passes_when_the_model_is_not_its_chain():
     torch.manual_seed(0)
-    model = _SkipAroundTheChain().eval()
+    model = SkipAroundTheChain().eval()
     batches = [torch.randn(2, 4, 5, 5) for _ in range(2)]
     inputs = LayerInputs(model, batches)
     for name in ["body.1", "body.2", "body.3"]:
@@ -173,7 +158,7 @@ def test_layer_outputs_come_block_by_block_and_match_real_forward_passes(model_k
         layers = refittable_layers(model)
     else:
         torch.manual_seed(0)
-        model, batches = _SkipAroundTheChain().eval(), [torch.randn(2, 4, 5, 5) for _ in range(2)]
+        model, batches = SkipAroundTheChain().eval(), [torch.randn(2, 4, 5, 5) for _ in range(2)]
         layers = ["body.1", "body.3"]
     outputs = LayerOutputs(model, batches, layers, lambda name, b, y: (b, y.clone()))
     for name in layers:

@@ -2,6 +2,7 @@ import copy
 
 import pytest
 import torch
+from conftest import SkipAroundTheChain
 
 from mobileprune.models import build_model, classifier_module, resolve_spec
 from mobileprune.prune.allocate.sensitivity import measure_sensitivity
@@ -130,19 +131,8 @@ def test_probes_from_cached_block_inputs_measure_what_whole_forward_passes_do(ar
 
 
 def test_probes_fall_back_to_whole_forward_passes_when_the_model_is_not_its_chain():
-    class SkipAroundTheChain(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = torch.nn.Sequential(*[torch.nn.Conv2d(4, 4, 1) for _ in range(4)])
-
-        def forward(self, x):
-            y = self.body[0](x) + x
-            for block in self.body[1:]:
-                y = block(y)
-            return y.mean((2, 3))
-
     torch.manual_seed(0)
-    model = SkipAroundTheChain().eval()
+    model = SkipAroundTheChain(pooled=True).eval()
     batches = [torch.randn(2, 4, 5, 5) for _ in range(2)]
     suffix = SuffixForward(model, batches)
     with torch.no_grad():
