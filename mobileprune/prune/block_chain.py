@@ -11,7 +11,7 @@ something between blocks).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -74,6 +74,21 @@ def block_of(blocks: Blocks, name: str) -> int | None:
         if name == block_name or name.startswith(block_name + "."):
             return index
     return None
+
+
+def segments(model: nn.Module, blocks: Blocks) -> Callable[[str], int | None]:
+    """`segment(name)`: the index of the block holding module `name`, len(blocks) for a module registered
+    after the chain (the classifier, say), None for one registered before it (a stem outside the chain)."""
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    begins = order[blocks[0][0]] if blocks else 0
+
+    def segment(name: str) -> int | None:
+        block = block_of(blocks, name)
+        if block is not None:
+            return block
+        return None if order[name] < begins else len(blocks)
+
+    return segment
 
 
 class BlockInputs:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 import torch.nn as nn
 
-from .block_chain import CHECKED, BlockInputs, Stop, agrees, block_of, capture_input, chain, resumed_at
+from .block_chain import CHECKED, BlockInputs, Stop, agrees, block_of, capture_input, chain, resumed_at, segments
 
 
 class LayerInputs:
@@ -74,11 +74,7 @@ class LayerOutputs:
         self.inputs = BlockInputs(model, self.blocks, self.batches)
         self.trusted = bool(self.blocks)
         self.ready: dict[str, list[torch.Tensor]] = {}
-        order = [name for name, _ in model.named_modules()]
-        self._chain_ends = max(
-            (i for i, n in enumerate(order) if self.blocks and block_of(self.blocks, n) is not None), default=0
-        )
-        self._order = {name: i for i, name in enumerate(order)}
+        self._segment = segments(model, self.blocks)
 
     @torch.no_grad()
     def of(self, name: str) -> list[torch.Tensor]:
@@ -89,13 +85,6 @@ class LayerOutputs:
             if name not in self.ready:
                 self.ready = self._kept(lambda: [self.model(x) for x in self.batches], [name])
         return self.ready.pop(name)
-
-    def _segment(self, name: str) -> int | None:
-        """The block holding `name`; len(blocks) for a layer registered after the chain; None for one before."""
-        block = block_of(self.blocks, name)
-        if block is not None:
-            return block
-        return len(self.blocks) if self._order[name] > self._chain_ends else None
 
     def _through(self, segment: int) -> dict[str, list[torch.Tensor]]:
         members = [name for name in self.layers if self._segment(name) == segment]

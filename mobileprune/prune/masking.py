@@ -17,6 +17,11 @@ from .compensation import InputStatistics
 from .graph import ChannelGroup
 
 
+def consumers_of(group: ChannelGroup) -> list[str]:
+    """The modules a probe of `group` changes: its consumers (input side); everything before them is as it was."""
+    return [member.module for member in group.members if member.side == "in"]
+
+
 class masked:
     """Context manager: the consumers of `group` see zeros in place of the removed root channels.
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 import torch
 import torch.nn as nn
 
-from .block_chain import CHECKED, BlockInputs, agrees, block_of, chain, resumed_at
+from .block_chain import CHECKED, BlockInputs, agrees, chain, resumed_at, segments
 
 
 class SuffixForward:
@@ -29,20 +29,13 @@ class SuffixForward:
         self.blocks = chain(model)
         self.inputs = BlockInputs(model, self.blocks, batches)
         self.trusted = bool(self.blocks)
-        order = {name: i for i, (name, _) in enumerate(model.named_modules())}
-        self._order = order
-        self._chain_begins = order[self.blocks[0][0]] if self.blocks else 0
+        self.segment = segments(model, self.blocks)
 
     def start(self, modules: Iterable[str]) -> int:
-        """The first block any of `modules` is in; 0 when one of them runs before the chain."""
-        first = len(self.blocks)
-        for name in modules:
-            block = block_of(self.blocks, name)
-            if block is None and self._order[name] < self._chain_begins:
-                return 0
-            if block is not None:
-                first = min(first, block)
-        return first
+        """The first block any of `modules` is in (len(blocks): all after the chain); 0 when one of them runs
+        before the chain."""
+        found = [self.segment(name) for name in modules]
+        return 0 if None in found else min(found, default=len(self.blocks))
 
     @torch.no_grad()
     def outputs(self, start: int, batch: int | None = None) -> list[torch.Tensor]:

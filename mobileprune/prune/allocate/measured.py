@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..criteria import CalibrationData, Criterion
 from ..graph import ChannelGroup, PruningGraph
-from ..masking import masked
+from ..masking import consumers_of, masked
 from ..suffix_forward import SuffixForward
 from .engine import AllocationStrategy
 
@@ -52,7 +52,7 @@ class MeasuredAllocation(AllocationStrategy):
         current = self.graph.current_group(group.name)
         channels = current.channels_to_remove(self.criterion.scores(self.graph, group.name), after - now)
         suffix = self._suffix or SuffixForward(self.model, self.calibration.batches)
-        start = suffix.start(m.module for m in current.members if m.side == "in")
+        start = suffix.start(consumers_of(current))
         with torch.no_grad(), masked(self.model, current, channels):
             outputs = suffix.outputs(start)
         increase = _mean_loss(outputs, self.calibration.targets) - self._base_loss

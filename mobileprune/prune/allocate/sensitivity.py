@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..compensation import InputStatistics
 from ..criteria import Criterion
 from ..graph import ChannelGroup, PruningGraph
-from ..masking import masked
+from ..masking import consumers_of, masked
 from ..reconstruct import refittable_layers
 from ..suffix_forward import SuffixForward
 from .engine import ALLOCATIONS, AllocationInputs, AllocationStrategy
@@ -71,7 +71,7 @@ def measure_sensitivity(
     model.eval()
     reference = [F.log_softmax(model(x), dim=1) for x in batches]
     suffix = SuffixForward(model, batches)
-    starts = {g.name: suffix.start(m.module for m in g.members if m.side == "in") for g in graph.groups}
+    starts = {g.name: suffix.start(consumers_of(g)) for g in graph.groups}
     curves: dict[str, DamageCurve] = {}
     for group in sorted(graph.groups, key=lambda g: starts[g.name]):  # the cached block inputs only move on
         if known and group.name in known:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ...registry import option
 from ..graph import PruningGraph
-from ..masking import masked
+from ..masking import consumers_of, masked
 from ..suffix_forward import SuffixForward
 from .base import CRITERIA, CalibrationData, Criterion
 
@@ -55,7 +55,7 @@ class UCBCriterion(Criterion):
         arms = graph.channels(name)
         base = [float(F.cross_entropy(model(x), t)) for x, t in zip(data.batches, data.targets, strict=True)]
         suffix = SuffixForward(model, data.batches)  # a pull runs only the blocks from the group's consumers on
-        start = suffix.start(m.module for m in group.members if m.side == "in")
+        start = suffix.start(consumers_of(group))
         total = torch.zeros(arms)
         pulls = torch.zeros(arms)
         budget = max(arms, math.ceil(self.pulls_per_channel * arms))
