@@ -7,7 +7,8 @@ folder on the 500 held-out even-class photos:
 - `--by macs --target 0.5 --distill --schedule oneshot --epochs 0` and the same with `--epochs 20` (the
   default schedule and recovery), as the accuracy issue's item 4 asks;
 - `--target 0.84 --distill --allocation uniform|sensitivity`, `--epochs 0` and `20` (item 3: does
-  retraining win accuracy back at the gentle target?).
+  retraining win accuracy back at the gentle target?), and the same four with `--no-reconstruct` (is the
+  least-squares re-fit doing retraining's job?).
 
 `--device cuda` runs reconstruction and retraining on a GPU (the sensitivity pass stays on the CPU).
 `--evaluate-only` scores folders made earlier (e.g. on a GPU machine) without running shrink again.
@@ -42,6 +43,8 @@ RUNS = {
     "params0.84_sensitivity_oneshot": ["--target", "0.84", "--allocation", "sensitivity", "--epochs", "0"],
     "params0.84_sensitivity_epochs20": ["--target", "0.84", "--allocation", "sensitivity", "--epochs", "20"],
 }
+# item 3 without reconstruction: does retraining win back when the least-squares re-fit has not done its job?
+RUNS |= {f"{name}_noreconstruct": [*options, "--no-reconstruct"] for name, options in RUNS.items() if "0.84" in name}
 
 
 def main() -> None:
