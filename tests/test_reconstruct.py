@@ -7,6 +7,7 @@ import torch
 from conftest import SkipAroundTheChain, write_images
 
 from mobileprune import ShrinkConfig, load_model, shrink
+from mobileprune.errors import UserError
 from mobileprune.prune.block_chain import capture_input
 from mobileprune.prune.graph import PruningGraph
 from mobileprune.prune.layer_inputs import LayerInputs, LayerOutputs
@@ -100,6 +101,36 @@ def test_rounds_of_allocation_hit_the_target_and_report_the_reconstruction(colou
     assert lost > 0
 
 
+@pytest.mark.parametrize(
+    "settings, has_data, expected",
+    [
+        ({"target": 0.5}, True, 4),  # a deep cut measured on images: re-measure
+        ({"target": 0.7}, True, 4),
+        ({"target": 0.84}, True, 1),  # gentle: one measurement is as good
+        ({"target": 0.5}, False, 1),  # data-free: nothing to re-measure on
+        ({"target": 0.5, "allocation": "uniform"}, True, 1),  # does not measure
+        ({"target": 0.5, "schedule": "greedy"}, True, 1),  # decides its own amounts
+        ({"target": 0.84, "rounds": 3}, True, 3),  # a number is kept as given
+    ],
+)
+def test_rounds_auto_re_measures_only_deep_cuts_measured_on_images(settings, has_data, expected):
+    assert ShrinkConfig(**settings).rounds_for(has_data) == expected
+
+
+def test_rounds_auto_is_the_default_and_says_so(colour_data):
+    loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 10, "width_mult": 0.25}, input_size=32)
+    config = ShrinkConfig(target=0.6, by="macs", calibration_images=8, reconstruct_images=8, distill=True, workers=0)
+    report = shrink(loaded, config, colour_data).report
+    assert report.allocation["strategy"].endswith("in 4 rounds")
+    assert abs(report.achieved - 0.6) <= 0.01
+
+
+@pytest.mark.parametrize("value", ["0", "two", 1.5])
+def test_rounds_refuses_anything_but_a_whole_number_or_auto(value):
+    with pytest.raises(UserError, match="--rounds must be a whole number of at least 1 or auto"):
+        ShrinkConfig(target=0.5, rounds=int(value) if value == "0" else value).validate()
+
+
 def test_reconstruction_is_skipped_when_turned_off(colour_data):
     loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 10, "width_mult": 0.25}, input_size=32)
     config = ShrinkConfig(target=0.7, by="macs", schedule="oneshot", reconstruct=False, distill=True, workers=0)
@@ -167,3 +198,9 @@ def test_layer_outputs_come_block_by_block_and_match_real_forward_passes(model_k
         for (_, tensor), real in zip(got, _hooked_outputs(model, name, batches), strict=True):
             assert torch.allclose(tensor, real, atol=1e-6), name
     assert outputs.trusted == (model_kind == "chain")
+
+
+def test_rounds_from_the_command_line_is_a_number_or_auto(run_cli, tmp_path):
+    res = run_cli("shrink", "mobilenet_v2", "--rounds", "two", "--out", tmp_path / "o", "--quiet")
+    assert res.code == 2 and "--rounds must be a whole number of at least 1 or auto, not 'two'" in res.err
+    assert len(res.err.strip().splitlines()) == 1

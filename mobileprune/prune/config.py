@@ -21,6 +21,8 @@ from .criteria import CRITERIA
 from .schedules import SCHEDULES
 
 AUTO = "auto"
+AUTO_ROUNDS = 4  # --rounds auto on a deep cut: the one round count measured against a single measurement
+DEEP_CUT = 0.7  # --rounds auto re-measures when the target keeps this share of the cost or less
 
 
 @dataclass
@@ -41,7 +43,7 @@ class ShrinkConfig:
     reconstruct: bool = True  # with images: re-fit every dense layer to the unpruned outputs after pruning
     reconstruct_images: int = 512  # all of a typical few-hundred-photo set: the late layers overfit on fewer
     reconstruct_mirror: bool = True  # also fit on each image's mirror image (twice the samples, same domain)
-    rounds: int = 1  # allocate and prune in this many steps, re-measuring in between (NetAdapt-style)
+    rounds: int | str = AUTO  # allocate and prune in this many steps, re-measuring in between (see rounds_for)
     eval_batches: int = 4  # quick evaluation after each layer (layerwise schedule)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
@@ -80,8 +82,10 @@ class ShrinkConfig:
             raise UserError(f"--device {self.device}: this machine has no usable GPU; use --device cpu")
         if self.workers < 0:
             raise UserError(f"--workers must be 0 or more, not {self.workers}")
-        if self.rounds < 1 or self.reconstruct_images < 1:
-            raise UserError("--rounds and --reconstruct-images must be at least 1")
+        if self.rounds != AUTO and (not isinstance(self.rounds, int) or self.rounds < 1):
+            raise UserError(f"--rounds must be a whole number of at least 1 or auto, not {self.rounds}")
+        if self.reconstruct_images < 1:
+            raise UserError("--reconstruct-images must be at least 1")
         if self.round_to == AUTO:
             if not hasattr(COST_MODELS.get(self.by), "preferred_multiple"):
                 raise UserError(f"--round-to auto measures the runtime: it needs --by latency, not --by {self.by}")
@@ -116,6 +120,19 @@ class ShrinkConfig:
     def make_allocation(self, has_data: bool = True):
         name = self.allocation_name(has_data)
         return ALLOCATIONS.create(name, offered={"seed": self.seed}, **self.allocation_options)
+
+    def rounds_for(self, has_data: bool = True) -> int:
+        """`auto`: several rounds only where re-measuring has something to correct.
+
+        Sensitivity measured once on the unpruned net treats each group's damage as independent; on a deep
+        cut it is not, and measuring again on the pruned (and reconstructed) net re-ranks the groups. A
+        gentle cut, a data-free proxy, an allocation that does not measure, or a schedule that decides its
+        own amounts gains nothing from rounds, and each round costs a sensitivity pass and a reconstruction.
+        """
+        if self.rounds != AUTO:
+            return int(self.rounds)
+        measures = has_data and self.allocation_name(has_data) == "sensitivity" and self.schedule == "oneshot"
+        return AUTO_ROUNDS if measures and self.target <= DEEP_CUT else 1
 
     def make_schedule(self):
         return SCHEDULES.create(self.schedule, offered={"seed": self.seed}, **self.schedule_options)

@@ -104,5 +104,5 @@ def _retrain_note(run: ShrinkRun) -> dict[str, Any]:
 
 
 def _strategy(run: ShrinkRun) -> str:
-    rounds = run.config.rounds
+    rounds = run.rounds
     return run.allocation.strategy + (f", in {rounds} rounds" if rounds > 1 else "")

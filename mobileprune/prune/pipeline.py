@@ -69,6 +69,7 @@ class ShrinkRun:
     calibration: CalibrationData | None = None
     allocation: Allocation | None = None
     round_target: float = 1.0
+    rounds: int = 1  # --rounds, resolved ("auto" depends on the cut and the images)
     teacher: nn.Module | None = None
     trainer: Trainer | None = None
     plan: ChannelPlan = field(default_factory=ChannelPlan)
@@ -242,7 +243,9 @@ def calibrate(run: ShrinkRun) -> None:
 
 def round_targets(run: ShrinkRun) -> Iterator[float]:
     """Each round's target as a fraction of the *current* cost: rounds cut equal shares of the original."""
-    rounds = run.config.rounds
+    rounds = run.rounds = run.config.rounds_for(has_data=not run.data_free)
+    if rounds > 1 and run.config.rounds == AUTO:
+        run.progress.log(f"allocating in {rounds} rounds, re-measuring in between (--rounds auto; --rounds 1: one)")
     for r in range(1, rounds + 1):
         run.round = r
         if r > 1:
