@@ -11,12 +11,13 @@ give top-1. Every method is pruned to the same MAC ratio, then goes through the 
 and top-1 on the held-out half is taken after each stage, with the wall time of each stage.
 
 Rows: Torch-Pruning 1.6's `MetaPruner` with uniform L1 (GroupMagnitudeImportance), global Taylor and global
-LAMP; width scaling (first channels of every layer, uniform ratio); mobileprune's previous default
-(sensitivity allocation measured once with plain zeroed channels, L1; reconstruction after it), with
-allocation re-measured in rounds (`--rounds 4`, reconstruction between rounds), and today's default
-(sensitivity probes compensated: removed channels predicted from the kept ones, see
-mobileprune/prune/compensation.py; shrink reconstructs). The last two reconstruct inside shrink, so their
-"pruned" column is n/a and their prune time includes reconstruction.
+LAMP; width scaling (first channels of every layer, uniform ratio); and three mobileprune settings, all L1
+within layers: sensitivity measured once with plain zeroed channels (the default before compensated probes;
+reconstruction after it); compensated probes (removed channels predicted from the kept ones, see
+mobileprune/prune/compensation.py) measured once (the default before `--rounds auto`); and compensated
+probes re-measured in 4 rounds with reconstruction between rounds (today's default at these targets:
+`--rounds auto`). The last two reconstruct inside shrink, so their "pruned" column is n/a and their prune
+time includes reconstruction.
 
 Writes benchmarks/results/accuracy_at_2x.json and .png. Run: `make bench-accuracy` (about 75 min on 2 cores).
 """
@@ -51,11 +52,11 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
 ANCHORS = ("uniform_l1", "global_taylor", "global_lamp", "width")
-# rounds, and whether shrink reconstructs (then its sensitivity probes are compensated, the default since #12)
+# rounds, and whether shrink reconstructs (then its sensitivity probes are compensated)
 OURS = {
-    "mobileprune sensitivity (1 round)": (1, False),
-    "mobileprune sensitivity (4 rounds)": (4, True),
-    "mobileprune compensated sensitivity (default)": (1, True),
+    "mobileprune zeroed-probe sensitivity (1 round)": (1, False),
+    "mobileprune compensated sensitivity (4 rounds, default)": (4, True),
+    "mobileprune compensated sensitivity (1 round)": (1, True),
 }
 RECOVERY = TrainConfig(optimizer="adamw", lr=3e-5, distill=True, distill_loss="kl", temperature=2.0, crop_scale=0.5)
 

@@ -103,20 +103,22 @@ def test_killed_three_times_then_resumed_equals_the_uninterrupted_run(work, run_
 def test_torchrun_on_two_processes_equals_one_process_with_the_same_global_batch(work):
     """gloo on the CPU; distillation with the centred loss, whose batch mean is taken over both processes.
 
-    Equal up to float summation order: two processes add each gradient in two halves. Retraining here
-    moves the weights a lot (lr 1e-3, 14 steps), which amplifies those last-bit differences; they stay
-    under 0.5% of the change (without the loss scaling of distributed.py they were 58%). SGD, because
+    Equal up to float summation order: two processes add each gradient in two halves. Two steps only:
+    distilling this toy model on two colours is chaotic, the last-bit differences grow 10-100x per step
+    (first gradients agree to 1e-6, the fourth's differ by half), so after 14 steps the weights agree or
+    not by luck. After two steps they agree to about 2e-6 of the change; without distributed.py's loss
+    scaling they are 31% of it apart. SGD, because
     AdamW divides each step by the gradient's RMS and so turns noise in near-zero gradients into steps of
     the full learning rate: comparing weights after AdamW says nothing about DDP.
     """
     train = ["--data", "data", "--distill", "--optimizer", "sgd"]
-    runs = {"start": ["--epochs", "0"], "one": ["--epochs", "2"]}
+    runs = {"start": ["--epochs", "0"], "one": ["--epochs", "0.3"]}  # 2 steps of 7 (4 rounds of allocation first)
     for out, epochs in runs.items():
         res = _shrink(work, out, *train, *epochs)
         assert res.returncode == 0, res.stderr
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "mobileprune"]
     two = subprocess.run(
-        [*launcher, "shrink", "v1.pth", *RUN, "--out", "two", *train, "--epochs", "2"],
+        [*launcher, "shrink", "v1.pth", *RUN, "--out", "two", *train, "--epochs", "0.3"],
         cwd=work, env=_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert two.returncode == 0, two.stderr[-3000:]
@@ -127,7 +129,7 @@ def test_torchrun_on_two_processes_equals_one_process_with_the_same_global_batch
         return sum(float((a[k] - b[k]).norm()) ** 2 for k in weights) ** 0.5
 
     assert norm(one, start) > 1.0  # retraining really moved the weights
-    assert norm(one, two) <= 5e-3 * norm(one, start)
+    assert norm(one, two) <= 1e-4 * norm(one, start)
     assert (work / "one" / "plan.json").read_text() == (work / "two" / "plan.json").read_text()
 
 
