@@ -5,7 +5,8 @@ images (ODD/train, flat; the CLI holds 10% of them out for its own validation), 
 folder on the 500 held-out even-class photos:
 
 - `--by macs --target 0.5 --distill --schedule oneshot --epochs 0` and the same with `--epochs 20` (the
-  default schedule and recovery), as the accuracy issue's item 4 asks;
+  default schedule and recovery), as the accuracy issue's item 4 asks, and both with `--rounds 1` (the
+  default before `--rounds auto`);
 - `--target 0.84 --distill --allocation uniform|sensitivity`, `--epochs 0` and `20` (item 3: does
   retraining win accuracy back at the gentle target?), and the same four with `--no-reconstruct` (is the
   least-squares re-fit doing retraining's job?).
@@ -43,6 +44,8 @@ RUNS = {
     "params0.84_sensitivity_oneshot": ["--target", "0.84", "--allocation", "sensitivity", "--epochs", "0"],
     "params0.84_sensitivity_epochs20": ["--target", "0.84", "--allocation", "sensitivity", "--epochs", "20"],
 }
+# the default before --rounds auto (one allocation), for comparison with auto's 4 rounds at 0.5 MACs
+RUNS |= {f"{name}_rounds1": [*options, "--rounds", "1"] for name, options in RUNS.items() if "macs0.5" in name}
 # item 3 without reconstruction: does retraining win back when the least-squares re-fit has not done its job?
 RUNS |= {f"{name}_noreconstruct": [*options, "--no-reconstruct"] for name, options in RUNS.items() if "0.84" in name}
 
