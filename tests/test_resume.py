@@ -107,9 +107,9 @@ def test_torchrun_on_two_processes_equals_one_process_with_the_same_global_batch
     distilling this toy model on two colours is chaotic, the last-bit differences grow 10-100x per step
     (first gradients agree to 1e-6, the fourth's differ by half), so after 14 steps the weights agree or
     not by luck. After two steps they agree to about 2e-6 of the change; without distributed.py's loss
-    scaling they are 31% of it apart. SGD, because
-    AdamW divides each step by the gradient's RMS and so turns noise in near-zero gradients into steps of
-    the full learning rate: comparing weights after AdamW says nothing about DDP.
+    scaling they are 31% of it apart. SGD, because AdamW divides each step by the gradient's RMS and so
+    turns noise in near-zero gradients into steps of the full learning rate: comparing weights after AdamW
+    says nothing about DDP.
     """
     train = ["--data", "data", "--distill", "--optimizer", "sgd"]
     runs = {"start": ["--epochs", "0"], "one": ["--epochs", "0.3"]}  # 2 steps of 7 (4 rounds of allocation first)
