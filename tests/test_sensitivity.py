@@ -45,12 +45,13 @@ def test_curves_start_at_zero_and_never_fall():
     assert any(c.points[-1][1] > 0 for c in curves.values())
 
 
-def _redundant_pair():
-    """conv a (4 → 6 channels, 1x1, ReLU) feeding conv b: after the ReLU, a's channels 4 and 5 are exact
-    multiples of channels 0 and 1 (ReLU(2z) = 2 ReLU(z)), so a consumer re-fitted without them loses nothing;
-    channel 3 is independent of the others."""
+def _redundant_pair(*consumer: torch.nn.Module):
+    """conv a (4 → 6 channels, 1x1, ReLU) feeding conv b (or the given consumer layers): after the ReLU, a's
+    channels 4 and 5 are exact multiples of channels 0 and 1 (ReLU(2z) = 2 ReLU(z)), so a consumer re-fitted
+    without them loses nothing; channel 3 is independent of the others."""
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(4, 6, 1), torch.nn.ReLU(), torch.nn.Conv2d(6, 3, 1)).eval()
+    layers = consumer or (torch.nn.Conv2d(6, 3, 1),)
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 6, 1), torch.nn.ReLU(), *layers).eval()
     with torch.no_grad():
         for copy_, source, scale in ((4, 0, 2.0), (5, 1, 0.5)):
             model[0].weight[copy_] = scale * model[0].weight[source]
@@ -95,6 +96,24 @@ def test_compensated_probe_equals_the_best_refit_of_the_consumer():
     probe_error = float((probe - target).pow(2).sum())
     assert refit_error < 0.5 * zero_error  # the kept channels do carry part of channel 3
     assert probe_error == pytest.approx(refit_error, rel=0.02)
+
+
+def test_a_classifier_after_global_pooling_is_compensated_from_the_positions_before_pooling():
+    """Two images are two pooled samples, too few for 6 channels; their 2 × 25 positions are enough, and the
+    prediction fitted on positions holds for their average (it is linear)."""
+    model = _redundant_pair(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 3))
+    x = [torch.randn(2, 4, 5, 5)]
+    group = PruningGraph(model, x[0][:1]).group("0")
+    statistics = InputStatistics.measure(model, ["4"], x)
+    assert "4" in statistics
+    with torch.no_grad():
+        reference = model(x[0])
+        with masked(model, group, [4, 5], statistics):
+            compensated = model(x[0])
+        with masked(model, group, [4, 5]):
+            zeroed = model(x[0])
+    torch.testing.assert_close(compensated, reference, atol=1e-3, rtol=1e-3)
+    assert float((zeroed - reference).abs().max()) > 0.05
 
 
 def test_a_covariance_from_too_few_samples_is_not_used():

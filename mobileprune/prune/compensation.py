@@ -14,6 +14,12 @@ which is exactly what re-fitting that consumer's weights on R (and its bias) cou
 allocation stops avoiding groups whose channels are redundant. Only layers reconstruction re-fits get
 predictions, and only where the statistics rest on enough samples (SAMPLES_PER_CHANNEL); other consumers
 still see zeros.
+
+A linear after global average pooling (a classifier) sees one sample per image: too few for its 1000+
+channels, and leaving it out makes its producer the only group charged zeroed damage, so the allocation
+would compare compensated and uncompensated probes. Its statistics are taken from the positions of the map
+before pooling instead. The prediction is linear, so coefficients fitted on positions apply unchanged to
+their average: x̄_S ← μ_S + B (x̄_R − μ_R).
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from .block_chain import Stop
+
 RIDGE = 1e-3  # relative to the mean kept-channel variance: keeps Σ_RR invertible for dead or duplicate channels
-# A covariance from fewer samples than this many per channel is not trusted: a classifier after global pooling
-# sees one sample per image, and with fewer images than channels any kept set "predicts" the removed channels
-# exactly on those images, so the probe would charge nothing and the allocation would strip that layer.
+# A covariance from fewer samples than this many per channel is not trusted: with fewer samples than
+# channels any kept set "predicts" the removed channels exactly on those samples, so the probe would charge
+# nothing and the allocation would strip that layer.
 SAMPLES_PER_CHANNEL = 8
 
 
@@ -42,21 +50,34 @@ class InputStatistics:
     @classmethod
     @torch.no_grad()
     def measure(cls, model: nn.Module, layers: Sequence[str], batches: Sequence[torch.Tensor]) -> InputStatistics:
-        """One forward pass per batch, with every layer's input accumulated in float64."""
+        """One forward pass per batch, with every layer's input accumulated in float64 (a pooled linear's from
+        the map before pooling)."""
         count: dict[str, int] = {}
         sums: dict[str, torch.Tensor] = {}
         products: dict[str, torch.Tensor] = {}
+        model.eval()
+        pooled = {n: source for n in layers if (source := pooled_from(model, n, batches[0][:2])) is not None}
+
+        def accumulate(name: str, rows: torch.Tensor) -> None:
+            rows = rows.double()
+            count[name] = count.get(name, 0) + rows.shape[0]
+            sums[name] = sums.get(name, 0) + rows.sum(0)
+            products[name] = products.get(name, 0) + rows.T @ rows
 
         def make_hook(name: str):
             def hook(module, args):
-                x = _channels_last(module, args[0]).double()
-                count[name] = count.get(name, 0) + x.shape[0]
-                sums[name] = sums.get(name, 0) + x.sum(0)
-                products[name] = products.get(name, 0) + x.T @ x
+                accumulate(name, _channels_last(module, args[0]))
 
             return hook
 
-        handles = [model.get_submodule(n).register_forward_pre_hook(make_hook(n)) for n in layers]
+        def make_map_hook(name: str):
+            def hook(module, args, y):
+                accumulate(name, y.movedim(1, -1).reshape(-1, y.shape[1]))
+
+            return hook
+
+        handles = [model.get_submodule(n).register_forward_pre_hook(make_hook(n)) for n in layers if n not in pooled]
+        handles += [model.get_submodule(s).register_forward_hook(make_map_hook(n)) for n, s in pooled.items()]
         model.eval()
         try:
             for x in batches:
@@ -91,6 +112,43 @@ class InputStatistics:
 
     def __contains__(self, layer: str) -> bool:
         return layer in self.mean
+
+
+@torch.no_grad()
+def pooled_from(model: nn.Module, layer: str, x: torch.Tensor) -> str | None:
+    """The module whose output map, averaged over its positions, is linear `layer`'s input on `x` (the map
+    before global average pooling), or None when `layer` is not a linear fed that way."""
+    if not isinstance(model.get_submodule(layer), nn.Linear):
+        return None
+    maps: list[tuple[str, torch.Tensor]] = []
+    seen: list[torch.Tensor] = []
+
+    def record(name: str):
+        def hook(module, args, y):
+            if isinstance(y, torch.Tensor) and y.dim() == 4 and y.shape[2] * y.shape[3] > 1:
+                maps.append((name, y.detach().mean((2, 3))))
+
+        return hook
+
+    def stop(module, args):
+        seen.append(args[0].detach().reshape(-1, args[0].shape[-1]))
+        raise Stop
+
+    handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if n]
+    handles.append(model.get_submodule(layer).register_forward_pre_hook(stop))
+    try:
+        model(x)
+    except Stop:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    if not seen:
+        return None
+    for name, mean in reversed(maps):  # the map computed last, nearest the linear
+        if mean.shape == seen[0].shape and torch.allclose(mean, seen[0], rtol=1e-4, atol=1e-5):
+            return name
+    return None
 
 
 def _channels_last(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
