@@ -32,14 +32,23 @@ class Stop(Exception):
 
 def capture_input(model: nn.Module, name: str, x: torch.Tensor) -> tuple[torch.Tensor, nn.Module]:
     """The input of layer `name` for input `x`; the forward stops right there."""
+    return _capture(model, name, x, output=False)
+
+
+def capture_output(model: nn.Module, name: str, x: torch.Tensor) -> tuple[torch.Tensor, nn.Module]:
+    """The output of layer `name` for input `x`; the forward stops right after it."""
+    return _capture(model, name, x, output=True)
+
+
+def _capture(model: nn.Module, name: str, x: torch.Tensor, output: bool) -> tuple[torch.Tensor, nn.Module]:
     layer = model.get_submodule(name)
     seen: list[torch.Tensor] = []
 
-    def hook(module, args):
-        seen.append(args[0])
+    def hook(module, args, y=None):
+        seen.append(y if output else args[0])
         raise Stop
 
-    handle = layer.register_forward_pre_hook(hook)
+    handle = layer.register_forward_hook(hook) if output else layer.register_forward_pre_hook(hook)
     try:
         model(x)
     except Stop:

@@ -145,7 +145,7 @@ def pooled_from(model: nn.Module, layer: str, x: torch.Tensor) -> str | None:
             h.remove()
     if not seen:
         return None
-    for name, mean in reversed(maps):  # the map computed last, nearest the linear
+    for name, mean in maps:  # the innermost module giving that map (its containers finish after it)
         if mean.shape == seen[0].shape and torch.allclose(mean, seen[0], rtol=1e-4, atol=1e-5):
             return name
     return None

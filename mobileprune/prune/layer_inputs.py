@@ -14,7 +14,18 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 import torch.nn as nn
 
-from .block_chain import CHECKED, BlockInputs, Stop, agrees, block_of, capture_input, chain, resumed_at, segments
+from .block_chain import (
+    CHECKED,
+    BlockInputs,
+    Stop,
+    agrees,
+    block_of,
+    capture_input,
+    capture_output,
+    chain,
+    resumed_at,
+    segments,
+)
 
 
 class LayerInputs:
@@ -31,27 +42,31 @@ class LayerInputs:
         self.trusted = bool(self.blocks)
 
     @torch.no_grad()
-    def of(self, name: str) -> Iterator[torch.Tensor]:
-        """Each batch's input to layer `name`, one at a time (consume them before re-fitting anything)."""
+    def of(self, name: str, output: bool = False) -> Iterator[torch.Tensor]:
+        """Each batch's input to layer `name` (its output with `output`), one at a time (consume them before
+        re-fitting anything)."""
+        capture = capture_output if output else capture_input
         block = block_of(self.blocks, name)
         if not self.trusted or block is None:
-            yield from (capture_input(self.model, name, x)[0] for x in self.batches)
+            yield from (capture(self.model, name, x)[0] for x in self.batches)
             return
         cached = self.inputs.at(block)
         block_name, module = self.blocks[block]
         inside = name[len(block_name) + 1 :]
-        first = _within(module, inside, cached[0])
-        real = capture_input(self.model, name, self.batches[0][:CHECKED])[0]
+        first = _within(module, inside, cached[0], output)
+        real = capture(self.model, name, self.batches[0][:CHECKED])[0]
         if not agrees(first, real):
             self.trusted = False  # the chain is not how the model runs: plain forward passes from now on
-            yield from (capture_input(self.model, name, x)[0] for x in self.batches)
+            yield from (capture(self.model, name, x)[0] for x in self.batches)
             return
         yield first
-        yield from (_within(module, inside, x) for x in cached[1:])
+        yield from (_within(module, inside, x, output) for x in cached[1:])
 
 
-def _within(block: nn.Module, inside: str, x: torch.Tensor) -> torch.Tensor:
-    """The input of module `inside` of `block` (the block's own input when `inside` is empty)."""
+def _within(block: nn.Module, inside: str, x: torch.Tensor, output: bool) -> torch.Tensor:
+    """The input (or output) of module `inside` of `block` (the block itself when `inside` is empty)."""
+    if output:
+        return capture_output(block, inside, x)[0] if inside else block(x)
     return capture_input(block, inside, x)[0] if inside else x
 
 

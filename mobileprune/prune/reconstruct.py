@@ -16,6 +16,11 @@ one block's activations and one layer's samples rather than every layer's target
 
 Only dense consumers are re-fitted (1×1 and full convs, linears); depthwise convs have one input channel
 per output and lose their outputs along with their inputs.
+
+A linear after global average pooling (a classifier) sees one sample per image, and fitted on those it
+learns the calibration images by heart. It is fitted at the positions of the map before pooling instead,
+to the original linear applied there: a fit that matches every position matches their average too, and
+the positions give it dozens of samples per image (the same statistics compensated probes assume).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .compensation import pooled_from
 from .graph import PruningGraph, is_depthwise
 from .layer_inputs import LayerInputs, LayerOutputs
 
@@ -91,21 +97,34 @@ def reconstruct(
     """
     pruned.eval()
     original.eval()
-    picks = _positions(original, layers, batches, positions)
+    pooled = {n: source for n in layers if (source := pooled_from(original, n, batches[0][:2])) is not None}
+    sampled = list(dict.fromkeys(pooled.get(name, name) for name in layers))  # a pooled linear: its map
+    picks = _positions(original, sampled, batches, positions)
     fits = []
     inputs = LayerInputs(pruned, batches)
-    targets = LayerOutputs(original, batches, layers, lambda name, b, y: _sampled(y, picks[name][b]))
+    targets = LayerOutputs(original, batches, sampled, lambda name, b, y: _sampled(y, picks[name][b]))
     for name in layers:
-        target = torch.cat(targets.of(name))
+        layer = pruned.get_submodule(name)
+        if name in pooled:
+            source = pooled[name]
+            head = original.get_submodule(name)
+            target = F.linear(torch.cat(targets.of(source)), head.weight.double(), _double(head.bias))
+            maps = inputs.of(source, output=True)
+            rows = torch.cat([_sampled(y, picks[source][b]) for b, y in enumerate(maps)])
+        else:
+            target = torch.cat(targets.of(name))
+            rows = torch.cat([_inputs_at(layer, inp, picks[name][b]) for b, inp in enumerate(inputs.of(name))])
         kept = kept_outputs(name)
         if kept is not None:
             target = target[:, kept]
-        layer = pruned.get_submodule(name)
-        rows = torch.cat([_inputs_at(layer, inp, picks[name][b]) for b, inp in enumerate(inputs.of(name))])
         fits.append(_refit(name, layer, rows, target, ridge))
         if progress:
             progress()
     return fits
+
+
+def _double(bias: torch.Tensor | None) -> torch.Tensor | None:
+    return None if bias is None else bias.double()
 
 
 def _positions(
