@@ -122,6 +122,7 @@ def main() -> None:
                 model, kept = torch_pruning(teacher, example, head, name, target, calibration)
             row = {"method": name, "target_macs": target, "prune_s": round(time.time() - started, 1)}
             row["reconstruction"] = recipe
+            row["mobileprune"] = versions()["mobileprune"]  # rows of one file span commits
             row["mac_ratio"] = round(count_cost(model, example).macs / base_macs, 4)
             row["params_ratio"] = round(
                 sum(p.numel() for p in model.parameters()) / sum(p.numel() for p in teacher.parameters()), 4

@@ -89,6 +89,7 @@ def main() -> None:
             "wall_s": walls.get(name),
             "fine_tune_steps": report["retraining"]["steps"],
             "command": report.get("command"),
+            "mobileprune": report.get("versions", {}).get("mobileprune"),  # rows of one file span commits
             "shrink_ran_on": ran_on,
         }
         print(name, rows[name]["heldout_top1"], flush=True)

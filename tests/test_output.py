@@ -44,6 +44,20 @@ def test_report_has_what_a_user_needs(shrunk):
     assert any(layer["out"][0] != layer["out"][1] for layer in report["layers"])
 
 
+def test_reports_name_the_commit_they_were_made_with():
+    """Run from a checkout, the version carries the commit (results files mix rows from several)."""
+    import subprocess
+    from pathlib import Path
+
+    from mobileprune.reporting.provenance import revision
+
+    root = Path(mobileprune.__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("an installed copy, not a checkout")
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True)
+    assert revision().startswith(f"{mobileprune.__version__}+g{head.stdout.strip()}")
+
+
 def test_a_shrink_output_can_be_shrunk_again(shrunk, tmp_path):
     _, out = shrunk
     loaded = load_model(out)

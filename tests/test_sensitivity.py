@@ -159,3 +159,18 @@ def test_probes_fall_back_to_whole_forward_passes_when_the_model_is_not_its_chai
         for out, x in zip(got, batches, strict=True):
             assert torch.allclose(out, model(x))
     assert not suffix.trusted
+
+
+def test_statistics_leave_the_probe_images_and_their_mirrors_out():
+    """Probes charge what the re-fit leaves on images it was not fitted on."""
+    from mobileprune.prune.compensation import held_apart
+
+    torch.manual_seed(0)
+    images = torch.randn(6, 3, 4, 4)
+    fitting = [images[:4], images[4:], images[:4].flip(-1), images[4:].flip(-1)]  # as fitting_batches builds them
+    probes = [images[:2]]
+    kept = torch.cat(held_apart(fitting, probes))
+    assert len(kept) == 8
+    for image in images[:2]:
+        assert not any(torch.equal(image, k) or torch.equal(image.flip(-1), k) for k in kept)
+    assert torch.cat(held_apart(fitting, [images])).shape == torch.cat(fitting).shape  # nothing left: keep all

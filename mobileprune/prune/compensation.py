@@ -15,6 +15,11 @@ allocation stops avoiding groups whose channels are redundant. Only layers recon
 predictions, and only where the statistics rest on enough samples (SAMPLES_PER_CHANNEL); other consumers
 still see zeros.
 
+The probes run on calibration images, and a prediction fitted on those very images flatters itself: in
+the widest layers, with more channels than independent samples, it is several times better on the images
+it was fitted on than on new ones. So the statistics leave the probe images (and their mirrors) out
+(`held_apart`), and a probe charges what the re-fit will leave on images it never saw.
+
 A linear after global average pooling (a classifier) sees one sample per image: too few for its 1000+
 channels, and leaving it out makes its producer the only group charged zeroed damage, so the allocation
 would compare compensated and uncompensated probes. Its statistics are taken from the positions of the map
@@ -112,6 +117,21 @@ class InputStatistics:
 
     def __contains__(self, layer: str) -> bool:
         return layer in self.mean
+
+
+def held_apart(fitting: Sequence[torch.Tensor], probes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """`fitting` batches without the images of `probes` or their mirror images (compared exactly: they come
+    from the same seeded sample)."""
+    seen = set()
+    for batch in probes:
+        for image in batch:
+            seen.update((_key(image), _key(image.flip(-1))))
+    kept = [torch.stack(rest) for b in fitting if (rest := [image for image in b if _key(image) not in seen])]
+    return kept or list(fitting)  # every image is a probe image: in-sample statistics beat none
+
+
+def _key(image: torch.Tensor) -> int:
+    return hash(image.detach().cpu().contiguous().numpy().tobytes())
 
 
 @torch.no_grad()

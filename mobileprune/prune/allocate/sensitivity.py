@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..compensation import InputStatistics
+from ..compensation import InputStatistics, held_apart
 from ..criteria import Criterion
 from ..graph import ChannelGroup, PruningGraph
 from ..masking import consumers_of, masked
@@ -121,9 +121,12 @@ class SensitivityAllocation(AllocationStrategy):
         statistics = None
         if inputs.reconstruction_batches:
             layers = refittable_layers(inputs.model)
-            statistics = InputStatistics.measure(inputs.model, layers, inputs.reconstruction_batches)
-            images = sum(len(b) for b in inputs.reconstruction_batches)
-            self.source += f", removed channels predicted from kept ones ({images} images; reconstruction follows)"
+            fitting = held_apart(inputs.reconstruction_batches, inputs.batches)
+            statistics = InputStatistics.measure(inputs.model, layers, fitting)
+            images = sum(len(b) for b in fitting)
+            self.source += (
+                f", removed channels predicted from kept ones ({images} other images; reconstruction follows)"
+            )
         progress.log(f"measuring sensitivity of {len(graph.groups)} groups ({self.source})")
         known = {name: DamageCurve(tuple(map(tuple, points))) for name, points in (inputs.resume or {}).items()}
         save = inputs.save_partial
