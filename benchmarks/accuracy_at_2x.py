@@ -5,7 +5,8 @@ unlabeled images (allocation, calibration, reconstruction, distillation); the 50
 give top-1. Every method is pruned to the same MAC ratio, then goes through the *same* recovery:
 
     pruned  →  reconstruction (least squares on the odd photos and their mirror images, as shrink's default;
-    rows measured before that change used 256 photos, no mirrors: each row says)  →  distillation (STEPS × batch 32 from
+    a classifier after global pooling fitted at the positions before pooling; earlier rows used 256 photos
+    without mirrors, then pooled vectors for the classifier: each row says)  →  distillation (STEPS × batch 32 from
     the unpruned model, KL at T=2, AdamW lr 3e-5, cosine, crops of ≥ 50% + flips, odd photos only)
 
 and top-1 on the held-out half is taken after each stage, with the wall time of each stage.
@@ -88,6 +89,7 @@ def main() -> None:
     mirror = not args.no_mirror
     recon_batches = fitting_batches(data.calibration_set(), args.reconstruct_images, 32, 0, mirror)
     recipe = f"{sum(len(b) for b in recon_batches) // (2 if mirror else 1)} photos" + (" + mirrors" if mirror else "")
+    recipe += ", classifier at positions"  # rows before it fitted the pooled classifier on one vector per image
     kd_loader = make_loader(
         data.train.with_transform(train_transform(spec.input_size, spec.mean, spec.std, RECOVERY.crop_scale)),
         32,
@@ -190,7 +192,8 @@ def _write(args, results: dict) -> None:
 def _plot(results: dict, path: Path) -> None:
     plt = pyplot()
     rows = results.get("rows", [])
-    panels = sorted({(r["target_macs"], r["reconstruction"]) for r in rows})  # compare within one recipe only
+    latest = {r["target_macs"]: r["reconstruction"] for r in rows}  # rows are appended as measured
+    panels = sorted(latest.items())  # compare within one recipe only: each target's latest (the JSON keeps all)
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6), squeeze=False)
     stages = (("top1_pruned", "pruned"), ("top1_reconstructed", "+ reconstruction"), ("top1_distilled", "+ distill"))
     for ax, (target, recipe) in zip(axes[0], panels, strict=True):
