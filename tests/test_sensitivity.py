@@ -59,11 +59,22 @@ def _redundant_pair(*consumer: torch.nn.Module):
     return model
 
 
-def test_compensated_masking_charges_nothing_for_channels_the_kept_ones_express():
-    model = _redundant_pair()
-    x = [torch.randn(8, 4, 5, 5) for _ in range(3)]
+@pytest.mark.parametrize(
+    "head, consumer, batches",
+    [
+        ((), "2", (3, 8)),
+        # two images are two pooled samples, too few for 6 channels; their 2 × 25 positions before pooling
+        # are enough, and the prediction fitted on positions holds for their average (it is linear)
+        ((torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 3)), "4", (1, 2)),
+    ],
+    ids=["conv", "classifier-after-global-pooling"],
+)
+def test_compensated_masking_charges_nothing_for_channels_the_kept_ones_express(head, consumer, batches):
+    model = _redundant_pair(*head)
+    x = [torch.randn(batches[1], 4, 5, 5) for _ in range(batches[0])]
     group = PruningGraph(model, x[0][:1]).group("0")
-    statistics = InputStatistics.measure(model, ["2"], x)
+    statistics = InputStatistics.measure(model, [consumer], x)
+    assert consumer in statistics
     with torch.no_grad():
         reference = model(x[0])
         with masked(model, group, [4, 5], statistics):
@@ -73,8 +84,10 @@ def test_compensated_masking_charges_nothing_for_channels_the_kept_ones_express(
         with masked(model, group, [3], statistics):
             not_redundant = model(x[0])
     torch.testing.assert_close(compensated, reference, atol=1e-3, rtol=1e-3)
-    assert float((zeroed - reference).abs().max()) > 0.1  # plain zeros do lose the two channels
-    assert float((not_redundant - reference).abs().max()) > 0.05  # channel 3 cannot be predicted: damage stays
+    lost = float((zeroed - reference).abs().max())
+    assert lost > 0.05  # plain zeros do lose the two channels
+    if not head:  # channel 3 cannot be predicted: damage stays (two images' averages are too few to show it)
+        assert float((not_redundant - reference).abs().max()) > 0.05
 
 
 def test_compensated_probe_equals_the_best_refit_of_the_consumer():
@@ -98,26 +111,8 @@ def test_compensated_probe_equals_the_best_refit_of_the_consumer():
     assert probe_error == pytest.approx(refit_error, rel=0.02)
 
 
-def test_a_classifier_after_global_pooling_is_compensated_from_the_positions_before_pooling():
-    """Two images are two pooled samples, too few for 6 channels; their 2 × 25 positions are enough, and the
-    prediction fitted on positions holds for their average (it is linear)."""
-    model = _redundant_pair(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 3))
-    x = [torch.randn(2, 4, 5, 5)]
-    group = PruningGraph(model, x[0][:1]).group("0")
-    statistics = InputStatistics.measure(model, ["4"], x)
-    assert "4" in statistics
-    with torch.no_grad():
-        reference = model(x[0])
-        with masked(model, group, [4, 5], statistics):
-            compensated = model(x[0])
-        with masked(model, group, [4, 5]):
-            zeroed = model(x[0])
-    torch.testing.assert_close(compensated, reference, atol=1e-3, rtol=1e-3)
-    assert float((zeroed - reference).abs().max()) > 0.05
-
-
 def test_a_covariance_from_too_few_samples_is_not_used():
-    """A classifier after pooling sees one sample per image: 8 images cannot predict 6 channels honestly."""
+    """A linear fed one vector per image: 8 images cannot predict 6 channels honestly."""
     model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)).eval()
     few = InputStatistics.measure(model, ["2"], [torch.randn(8, 4)])
     enough = InputStatistics.measure(model, ["2"], [torch.randn(64, 4)])
