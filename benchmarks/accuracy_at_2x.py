@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import sys
 import time
 from pathlib import Path
@@ -97,7 +98,11 @@ def main() -> None:
         0,
         workers=1,
     )
-    rows = args.only.split(",") if args.only else [*ANCHORS, *OURS]  # --only: in the order given
+    # --only: in the order given; commas inside a row's parentheses ("(4 rounds, default)") do not split
+    rows = re.split(r",(?![^()]*\))", args.only) if args.only else [*ANCHORS, *OURS]
+    unknown = [name for name in rows if name not in ANCHORS and name not in OURS]
+    if unknown:
+        sys.exit(f"unknown rows {unknown}; rows: {[*ANCHORS, *OURS]}")
     for target in (float(t) for t in args.targets.split(",")):
         for name in rows:
             if _done(results, name, target, recipe):
