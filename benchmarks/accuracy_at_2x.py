@@ -17,8 +17,8 @@ within layers: sensitivity measured once with plain zeroed channels (the default
 reconstruction after it); compensated probes (removed channels predicted from the kept ones, see
 mobileprune/prune/compensation.py; with the third recipe, predictions fitted without the probe photos)
 measured once (the default before `--rounds auto`); and compensated probes re-measured in 4 rounds with
-reconstruction between rounds (today's default at these targets: `--rounds auto`). The last two reconstruct inside shrink, so their "pruned" column is n/a and their prune
-time includes reconstruction.
+reconstruction between rounds (today's default at these targets: `--rounds auto`). The last two
+reconstruct inside shrink, so their "pruned" column is n/a and their prune time includes reconstruction.
 
 Writes benchmarks/results/accuracy_at_2x.json and .png. Run: `make bench-accuracy` (about 75 min on 2 cores).
 """
