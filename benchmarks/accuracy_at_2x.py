@@ -212,7 +212,7 @@ def _plot(results: dict, path: Path) -> None:
         ]
         ax.set_xticks(range(len(here)), names, rotation=25, ha="right")
         ax.set_ylim(0, 1)
-        ax.set_title(f"MobileNetV2 at {target:g} of its MACs, reconstruction on {recipe}", fontsize=10)
+        ax.set_title(f"MobileNetV2 at {target:g} of its MACs\nreconstruction on {recipe}", fontsize=10)
         ax.legend(fontsize=8)
     save_figure(fig, path)
 
