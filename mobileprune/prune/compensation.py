@@ -83,7 +83,6 @@ class InputStatistics:
 
         handles = [model.get_submodule(n).register_forward_pre_hook(make_hook(n)) for n in layers if n not in pooled]
         handles += [model.get_submodule(s).register_forward_hook(make_map_hook(n)) for n, s in pooled.items()]
-        model.eval()
         try:
             for x in batches:
                 model(x)
