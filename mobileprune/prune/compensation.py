@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .block_chain import Stop
+from .global_pooling import pooled_maps
 
 RIDGE = 1e-3  # relative to the mean kept-channel variance: keeps Σ_RR invertible for dead or duplicate channels
 # A covariance from fewer samples than this many per channel is not trusted: with fewer samples than
@@ -61,7 +61,7 @@ class InputStatistics:
         sums: dict[str, torch.Tensor] = {}
         products: dict[str, torch.Tensor] = {}
         model.eval()
-        pooled = {n: source for n in layers if (source := pooled_from(model, n, batches[0][:2])) is not None}
+        pooled = pooled_maps(model, layers, batches[0][:2])
 
         def accumulate(name: str, rows: torch.Tensor) -> None:
             rows = rows.double()
@@ -131,43 +131,6 @@ def held_apart(fitting: Sequence[torch.Tensor], probes: Sequence[torch.Tensor]) 
 
 def _key(image: torch.Tensor) -> int:
     return hash(image.detach().cpu().contiguous().numpy().tobytes())
-
-
-@torch.no_grad()
-def pooled_from(model: nn.Module, layer: str, x: torch.Tensor) -> str | None:
-    """The module whose output map, averaged over its positions, is linear `layer`'s input on `x` (the map
-    before global average pooling), or None when `layer` is not a linear fed that way."""
-    if not isinstance(model.get_submodule(layer), nn.Linear):
-        return None
-    maps: list[tuple[str, torch.Tensor]] = []
-    seen: list[torch.Tensor] = []
-
-    def record(name: str):
-        def hook(module, args, y):
-            if isinstance(y, torch.Tensor) and y.dim() == 4 and y.shape[2] * y.shape[3] > 1:
-                maps.append((name, y.detach().mean((2, 3))))
-
-        return hook
-
-    def stop(module, args):
-        seen.append(args[0].detach().reshape(-1, args[0].shape[-1]))
-        raise Stop
-
-    handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if n]
-    handles.append(model.get_submodule(layer).register_forward_pre_hook(stop))
-    try:
-        model(x)
-    except Stop:
-        pass
-    finally:
-        for h in handles:
-            h.remove()
-    if not seen:
-        return None
-    for name, mean in maps:  # the innermost module giving that map (its containers finish after it)
-        if mean.shape == seen[0].shape and torch.allclose(mean, seen[0], rtol=1e-4, atol=1e-5):
-            return name
-    return None
 
 
 def _channels_last(module: nn.Module, x: torch.Tensor) -> torch.Tensor:

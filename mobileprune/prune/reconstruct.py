@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .compensation import pooled_from
+from .global_pooling import pooled_maps
 from .graph import PruningGraph, is_depthwise
 from .layer_inputs import LayerInputs, LayerOutputs
 
@@ -97,7 +97,7 @@ def reconstruct(
     """
     pruned.eval()
     original.eval()
-    pooled = {n: source for n in layers if (source := pooled_from(original, n, batches[0][:2])) is not None}
+    pooled = pooled_maps(original, layers, batches[0][:2])
     sampled = list(dict.fromkeys(pooled.get(name, name) for name in layers))  # a pooled linear: its map
     picks = _positions(original, sampled, batches, positions)
     fits = []
