@@ -231,3 +231,13 @@ def test_a_classifier_after_global_pooling_is_fitted_at_the_positions_before_poo
         error, signal = float((pruned(new) - original(new)).pow(2).sum()), float(original(new).pow(2).sum())
     assert fits[0].error_after < 1e-3 * fits[0].error_before
     assert error < 1e-3 * signal
+
+
+def test_the_map_before_global_pooling_is_found_even_when_its_values_are_tiny():
+    """A freshly initialised MobileNetV2's last maps are ~1e-8: the match must be relative to their scale, or
+    the conv before the activation would pass for the pooled map."""
+    from mobileprune.prune.global_pooling import pooled_from
+
+    model = load_model("mobilenet_v2", arch_kwargs={"width_mult": 0.25}, input_size=64).model.eval()
+    assert pooled_from(model, "classifier.1", torch.randn(2, 3, 64, 64)) == "features.18.2"
+    assert pooled_from(model, "features.18.0", torch.randn(2, 3, 64, 64)) is None  # not a linear
