@@ -120,3 +120,17 @@ class SkipAroundTheChain(torch.nn.Module):
         for block in self.body[1:]:
             y = block(y)
         return y.mean((2, 3)) if self.pooled else y
+
+
+def redundant_pair(*consumer: torch.nn.Module):
+    """conv a (4 → 6 channels, 1x1, ReLU) feeding conv b (or the given consumer layers): after the ReLU, a's
+    channels 4 and 5 are exact multiples of channels 0 and 1 (ReLU(2z) = 2 ReLU(z)), so a consumer re-fitted
+    without them loses nothing; channel 3 is independent of the others."""
+    torch.manual_seed(0)
+    layers = consumer or (torch.nn.Conv2d(6, 3, 1),)
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 6, 1), torch.nn.ReLU(), *layers).eval()
+    with torch.no_grad():
+        for copy_, source, scale in ((4, 0, 2.0), (5, 1, 0.5)):
+            model[0].weight[copy_] = scale * model[0].weight[source]
+            model[0].bias[copy_] = scale * model[0].bias[source]
+    return model

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from conftest import SkipAroundTheChain, write_images
+from conftest import SkipAroundTheChain, redundant_pair, write_images
 
 from mobileprune import ShrinkConfig, load_model, shrink
 from mobileprune.errors import UserError
@@ -211,18 +211,7 @@ def test_rounds_from_the_command_line_is_a_number_or_auto(run_cli, tmp_path):
 def test_a_classifier_after_global_pooling_is_fitted_at_the_positions_before_pooling():
     """Two calibration images are two pooled samples: too few to find what the classifier lost. Their 2 × 25
     positions recover it exactly (the removed channels are multiples of kept ones), and on new images too."""
-    torch.manual_seed(0)
-    original = torch.nn.Sequential(
-        torch.nn.Conv2d(4, 6, 1),
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(6, 3),
-    ).eval()
-    with torch.no_grad():
-        for copy_, source, scale in ((4, 0, 2.0), (5, 1, 0.5)):
-            original[0].weight[copy_] = scale * original[0].weight[source]
-            original[0].bias[copy_] = scale * original[0].bias[source]
+    original = redundant_pair(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 3))
     pruned = copy.deepcopy(original)
     PruningGraph(pruned, torch.randn(1, 4, 5, 5)).prune("0", [4, 5])
     fits = reconstruct(pruned, original, ["4"], [torch.randn(2, 4, 5, 5)])

@@ -2,7 +2,7 @@ import copy
 
 import pytest
 import torch
-from conftest import SkipAroundTheChain
+from conftest import SkipAroundTheChain, redundant_pair
 
 from mobileprune.models import build_model, classifier_module, resolve_spec
 from mobileprune.prune.allocate.sensitivity import measure_sensitivity
@@ -45,20 +45,6 @@ def test_curves_start_at_zero_and_never_fall():
     assert any(c.points[-1][1] > 0 for c in curves.values())
 
 
-def _redundant_pair(*consumer: torch.nn.Module):
-    """conv a (4 → 6 channels, 1x1, ReLU) feeding conv b (or the given consumer layers): after the ReLU, a's
-    channels 4 and 5 are exact multiples of channels 0 and 1 (ReLU(2z) = 2 ReLU(z)), so a consumer re-fitted
-    without them loses nothing; channel 3 is independent of the others."""
-    torch.manual_seed(0)
-    layers = consumer or (torch.nn.Conv2d(6, 3, 1),)
-    model = torch.nn.Sequential(torch.nn.Conv2d(4, 6, 1), torch.nn.ReLU(), *layers).eval()
-    with torch.no_grad():
-        for copy_, source, scale in ((4, 0, 2.0), (5, 1, 0.5)):
-            model[0].weight[copy_] = scale * model[0].weight[source]
-            model[0].bias[copy_] = scale * model[0].bias[source]
-    return model
-
-
 @pytest.mark.parametrize(
     "head, consumer, batches",
     [
@@ -70,7 +56,7 @@ def _redundant_pair(*consumer: torch.nn.Module):
     ids=["conv", "classifier-after-global-pooling"],
 )
 def test_compensated_masking_charges_nothing_for_channels_the_kept_ones_express(head, consumer, batches):
-    model = _redundant_pair(*head)
+    model = redundant_pair(*head)
     x = [torch.randn(batches[1], 4, 5, 5) for _ in range(batches[0])]
     group = PruningGraph(model, x[0][:1]).group("0")
     statistics = InputStatistics.measure(model, [consumer], x)
