@@ -13,6 +13,7 @@ from mobileprune import ShrinkConfig, load_model, shrink
 from mobileprune.prune.cost import COST_MODELS
 from mobileprune.prune.cost.latency_table import LatencyTable, layer_shapes
 from mobileprune.prune.graph import PruningGraph
+from mobileprune.reporting.html_report import render_report
 
 probe_module = importlib.import_module("mobileprune.bench.probe")
 
@@ -210,3 +211,32 @@ def test_the_phone_probe_times_converted_layers_with_benchmark_model_over_adb(tm
 def test_device_adb_is_only_for_latency_targets(run_cli, tmp_path):
     res = run_cli("shrink", "mobilenet_v2", "--input-size", "32", "--device", "adb", "--out", tmp_path / "o", "--quiet")
     assert res.code == 2 and "--device applies to --by latency" in res.err
+
+
+def test_rounds_reuse_the_first_rounds_tables_and_time_only_the_last_round(tmp_path, monkeypatch):
+    probes: list[FakeProbe] = []
+
+    def make_probe(*args, **kwargs):
+        probes.append(FakeProbe(*args, **kwargs))
+        return probes[-1]
+
+    monkeypatch.setattr(probe_module, "RuntimeProbe", make_probe)
+    monkeypatch.setattr(probe_module, "check_runtime", lambda *a: None)
+    loaded = _tiny()
+    truth_before = 0.05 + FakeProbe._layers(loaded.model, torch.randn(1, 3, 32, 32))
+    config = ShrinkConfig(
+        target=0.5, by="latency", allocation="uniform", rounds=3, cost_options={"cache_dir": str(tmp_path)}
+    )
+    report = shrink(loaded, config).report
+    assert len(probes) == 1  # one cost model, timed once: later rounds predict with its tables
+    rounds = report.latency["rounds"]
+    assert [bool(r["checks"]) for r in rounds] == [False, False, True]
+    assert all(0 < r["predicted"] < 1 for r in rounds[:2])
+    truth_after = 0.05 + FakeProbe._layers(loaded.model, torch.randn(1, 3, 32, 32))
+    assert abs(truth_after / truth_before / 0.5 - 1) <= 0.05  # the true ratio to the unpruned model
+    assert report.achieved == pytest.approx(truth_after / truth_before, rel=1e-4)
+    # the last round's check is a share of the model it started from; back to the unpruned it is the truth
+    kept = min(rounds[-1]["checks"], key=lambda c: abs(c["measured"] - rounds[-1]["round_target"]))
+    assert kept["measured"] > 0.55 and kept["measured_ms"] == pytest.approx(truth_after, abs=1e-4)
+    page = render_report(report)  # the report shows the untimed rounds as predicted only
+    assert page.count("not timed") == 2 and f"<td>{rounds[0]['predicted']:.4g}</td>" in page

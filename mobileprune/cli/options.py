@@ -95,7 +95,7 @@ def _shrink_options() -> dict[str, Opt]:
             str,
             "auto",
             "Allocate and prune in this many rounds, re-measuring in between (NetAdapt-style); auto: 4 when "
-            "sensitivity on images drives a params/MACs cut to 0.7 or less, else 1.",
+            "sensitivity on images drives a params, MACs or latency cut to 0.7 or less, else 1.",
         ),
         "runtime": Opt(str | None, None, "--by latency: runtime to measure on (litert, onnxruntime, ...) [litert]."),
         "threads": Opt(int | None, None, "--by latency: threads of that runtime [1]."),

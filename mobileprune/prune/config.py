@@ -128,14 +128,13 @@ class ShrinkConfig:
         cut it is not, and measuring again on the pruned (and reconstructed) net re-ranks the groups. A
         gentle cut, a data-free proxy, an allocation that does not measure, or a schedule that decides its
         own amounts gains nothing from rounds, and each round costs a sensitivity pass and a reconstruction.
-        A cost that is timed on the runtime (`--by latency`) keeps one round: every round's allocation would
-        be converted and timed again, and the gain there has not been measured.
+        A latency target (`--by latency`) is cut the same way: its later rounds predict from the first
+        round's tables and only the last is timed (`LatencyCost.for_pruned`).
         """
         if self.rounds != AUTO:
             return int(self.rounds)
         measures = has_data and self.allocation_name(has_data) == "sensitivity" and self.schedule == "oneshot"
-        timed = getattr(COST_MODELS.get(self.by), "verified", False)
-        return AUTO_ROUNDS if measures and not timed and self.target <= DEEP_CUT else 1
+        return AUTO_ROUNDS if measures and self.target <= DEEP_CUT else 1
 
     def make_schedule(self):
         return SCHEDULES.create(self.schedule, offered={"seed": self.seed}, **self.schedule_options)

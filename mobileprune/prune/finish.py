@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -83,8 +82,8 @@ def _achieved(after: Cost, run: ShrinkRun) -> float:
         return after.get(by) / run.before.get(by)
     if run.latency_final:  # the written model against the unpruned one, timed last
         return run.latency_final["measured"]
-    if run.latency_checks:  # each round's measured ratio (pruned vs its unpruned, interleaved), multiplied
-        return math.prod(kept_check(entry)["measured"] for entry in run.latency_checks)
+    if run.latency_checks:  # the last (timed) round's share of the model it started from, back to the unpruned
+        return kept_check(run.latency_checks[-1])["measured"] * run.cost.baseline() / run.base_cost
     return run.cost.predict(run.allocation.removed) / run.base_cost
 
 

@@ -62,13 +62,17 @@ def meet_measured_target(
     return allocation, checks
 
 
-def allocate_to_measured_target(run: ShrinkRun, strategy: AllocationStrategy, target: float) -> tuple[Allocation, dict]:
+def allocate_to_measured_target(
+    run: ShrinkRun, strategy: AllocationStrategy, target: float, timed: bool = True
+) -> tuple[Allocation, dict]:
     """`--by latency`'s allocation: damage per predicted ms, or per MAC, or both (`allocate_per`), each brought
     to the *measured* target; with both, the one its strategy predicts less damage for wins.
 
     Why both: per-layer latency tables are fitted from a few timings each, so the milliseconds a group saves
     are estimates, while MACs are exact; at the same measured speed the cheaper-looking layers by ms may
     be the more sensitive ones. Without a damage model (uniform, magnitude) damage per ms is used.
+    `timed=False` (a round before the last of `--rounds`) stops at the predicted target: only where the
+    model ends up must the runtime agree.
     """
     per = run.cost.allocate_per
     has_damage = strategy.predicted_damage({}) is not None
@@ -83,18 +87,27 @@ def allocate_to_measured_target(run: ShrinkRun, strategy: AllocationStrategy, ta
             ms = run.cost.predict(found.removed)  # every candidate's prediction in milliseconds
             return Allocation(found.removed, ms, ms / run.cost.baseline(), f"{found.strategy}, damage per {name}")
 
-        run.progress.log(f"--by latency: allocating by damage per {name}, then timing it")
-        allocation, checks = meet_measured_target(run.cost, allocate_at, target, run.progress)
+        if timed:
+            run.progress.log(f"--by latency: allocating by damage per {name}, then timing it")
+            allocation, checks = meet_measured_target(run.cost, allocate_at, target, run.progress)
+        else:
+            allocation, checks = allocate_at(target), []
         candidates[name] = (allocation, checks, strategy.predicted_damage(allocation.removed))
     best = min(candidates, key=lambda n: candidates[n][2] or 0.0)
     entry = {"round_target": round(target, 4), "checks": candidates[best][1], "allocated_per": best}
+    if not timed:
+        entry["predicted"] = round(candidates[best][0].ratio, 4)
     if len(candidates) > 1:
         entry["candidates"] = {
             name: {
                 "predicted_damage": float(f"{damage:.6g}"),
-                "measured": kept_check({"round_target": target, "checks": c})["measured"],
+                **(
+                    {"measured": kept_check({"round_target": target, "checks": c})["measured"]}
+                    if c
+                    else {"predicted": round(allocation.ratio, 4)}
+                ),
             }
-            for name, (_, c, damage) in candidates.items()
+            for name, (allocation, c, damage) in candidates.items()
         }
         run.progress.log(
             "--by latency: "
@@ -119,13 +132,13 @@ def resolve_round_to(run: ShrinkRun) -> int:
 
 
 def kept_check(entry: dict) -> dict:
-    """The attempt a round kept: the measured one nearest its target."""
+    """The attempt a round kept: the measured one nearest its target (a round that was not timed has none)."""
     return min(entry["checks"], key=lambda c: abs(c["measured"] - entry["round_target"]))
 
 
 def recheck_latency(run: ShrinkRun) -> None:
     """Time the model about to be written against the unpruned one once more: the machine may have drifted
-    since the allocation was timed, and rounds multiply their errors. Said plainly if it misses."""
+    since the allocation was timed. Said plainly if it misses."""
     if not run.latency_checks or run.unpruned is None:
         return
     measured, ms = run.cost.compare(run.unpruned, run.model.eval())
@@ -135,8 +148,8 @@ def recheck_latency(run: ShrinkRun) -> None:
     run.progress.log(
         note
         if ok
-        else f"[yellow]{note}: outside ±{TOLERANCE:.0%}; the machine's speed may have drifted, "
-        "or the rounds' errors added up[/yellow]"
+        else f"[yellow]{note}: outside ±{TOLERANCE:.0%}; the machine's speed may have drifted since the "
+        "allocation was timed[/yellow]"
     )
 
 

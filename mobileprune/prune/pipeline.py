@@ -210,8 +210,11 @@ def build_graph(run: ShrinkRun) -> None:
     if not run.graph.groups:
         raise UserError(f"{run.loaded.spec.arch}: no prunable channel groups found (every group reaches the output)")
     run.layer_costs = LayerCosts(run.model, run.example, run.graph.groups)
-    offered = {"model": run.model, "example": run.example, "groups": run.graph.groups, "progress": run.progress}
-    run.cost = COST_MODELS.create(run.config.by, offered=offered, **run.config.cost_options)
+    if run.cost is not None and hasattr(run.cost, "for_pruned"):  # a later round: keep what was timed
+        run.cost = run.cost.for_pruned(run.model, run.example, run.graph.groups)
+    else:
+        offered = {"model": run.model, "example": run.example, "groups": run.graph.groups, "progress": run.progress}
+        run.cost = COST_MODELS.create(run.config.by, offered=offered, **run.config.cost_options)
     run.round_to = resolve_round_to(run)
     if not run.channels_before:  # the unpruned model's, for the report
         run.channels_before = {g.name: run.graph.channels(g.name) for g in run.graph.groups}
@@ -287,7 +290,9 @@ def allocate_channels(run: ShrinkRun, target: float) -> None:
         )
         strategy.prepare(inputs)
         if getattr(run.cost, "verified", False):  # a measured cost: time the allocation, correct, repeat
-            run.allocation, entry = allocate_to_measured_target(run, strategy, target)
+            # the rounds before the last are steps towards it: predicted, and only the last one timed
+            timed = run.round == run.rounds
+            run.allocation, entry = allocate_to_measured_target(run, strategy, target, timed)
             run.latency_checks.append(entry)
         else:
             run.allocation = allocate(run.graph.groups, run.cost, strategy, target, run.round_to)

@@ -115,17 +115,19 @@ def _latency(report: ShrinkReport) -> str:
     if not latency:
         return ""
     rows = "".join(
-        f"<tr><td>{i + 1}</td><td>{_fmt(r.get('round_target'))}</td><td>{c.get('attempt')}</td>"
-        f"<td>{_fmt(c.get('predicted'))}</td><td>{_fmt(c.get('measured'))}</td><td>{_fmt(c.get('measured_ms'))}</td></tr>"
+        f"<tr><td>{i + 1}</td><td>{_fmt(r.get('round_target'))}</td><td>{c.get('attempt', '')}</td>"
+        f"<td>{_fmt(c.get('predicted'))}</td><td>{_fmt(c.get('measured', 'not timed'))}</td>"
+        f"<td>{_fmt(c.get('measured_ms', ''))}</td></tr>"
         for i, r in enumerate(latency.get("rounds") or [])
-        for c in r.get("checks", [])
+        for c in r.get("checks") or [{"predicted": r.get("predicted")}]  # a round before the last: predicted
     )
     where = ", ".join(f"{k} {latency[k]}" for k in ("runtime", "precision", "threads", "machine") if k in latency)
     head = "".join(f"<th>{h}</th>" for h in ("round", "target", "attempt", "predicted", "measured", "measured ms"))
     table = f"<table><tr>{head}</tr>{rows}</table>" if rows else ""
     return (
-        f"<h2>Latency, measured</h2><p>{_e(where)}: predicted and measured latency as a share of the unpruned "
-        f"model's, timed interleaved against it</p>{table}"
+        f"<h2>Latency, measured</h2><p>{_e(where)}: predicted and measured latency as a share of the model each "
+        f"round started from (the unpruned one in round 1), timed interleaved against the unpruned model; "
+        f"rounds before the last are predicted only</p>{table}"
     )
 
 

@@ -79,7 +79,7 @@ class LatencyCost:
         self.shapes: dict[str, LayerShape] = layer_shapes(self.model, self.example, touched)
         self.table = LatencyTable(self.probe, self.cache_dir or None)
         self.table.ensure(self.shapes.values(), self.progress)
-        self._unpruned_copy = copy.deepcopy(self.model).eval()
+        self._start_model = copy.deepcopy(self.model).eval()
         self.progress.log(f"timing the unpruned and a half-width model on {self.probe.key()['runtime']}")
         half = {g.name: len(g.units) // 16 * 8 for g in self.groups}  # about half, in multiples of 8
         first, second, half_ms = self.probe.time([self.model, self.model, self._pruned_copy(half)], self.example)
@@ -92,13 +92,31 @@ class LatencyCost:
         if not 0 < self.scale < 10:
             self.scale = 1.0
         self.fixed_ms = self.whole_ms - self.scale * full
+        self._start_ms = self.whole_ms
+        self._reference = self._start_model  # what measured ratios are taken against
+
+    def for_pruned(self, model: nn.Module, example: torch.Tensor, groups: list[ChannelGroup]) -> LatencyCost:
+        """The same latency model for `model`, this model with channels removed (a later `--rounds` round).
+
+        Nothing is timed: a pruned layer is the unpruned layer at fewer channels, which its table already
+        predicts, and the whole-model calibration (offset, scale) still holds. `measure` times against the
+        *unpruned* model and converts to a share of `model`'s predicted latency, so the rounds' errors do not
+        multiply. A fresh cost model would time every narrower layer and the model again, round after round.
+        """
+        later = copy.copy(self)
+        later.model, later.example, later.groups = model, example, groups
+        later.costs = LayerCosts(model, example, groups)
+        later._start_model = copy.deepcopy(model).eval()
+        later._start_ms = later.predict({})
+        return later
 
     def _layers_ms(self, removed: Mapping[str, int], names=None) -> float:
         widths = self.costs.channels_after(removed, names if names is not None else self.shapes)
         return sum(self.table.ms(self.shapes[n], cin, cout) for n, (cin, cout) in widths.items() if n in self.shapes)
 
     def baseline(self) -> float:
-        return self.whole_ms
+        """Milliseconds of the model this cost model prunes: measured when unpruned, predicted after a round."""
+        return self._start_ms
 
     def predict(self, removed: Mapping[str, int]) -> float:
         return self.fixed_ms + self.scale * self._layers_ms(removed)
@@ -153,11 +171,14 @@ class LatencyCost:
         return 8, f"on {name}, no channel multiple was measurably faster; kept the default 8"
 
     def measure(self, removed: Mapping[str, int]) -> tuple[float, float]:
-        """Measured latency ratio (pruned / unpruned, interleaved) of the model pruned as `removed`, and its ms.
+        """Measured latency of the model pruned as `removed` as a share of `baseline()`, and its ms.
 
-        Latency does not depend on which channels go, so the copy loses each group's last units.
+        Timed interleaved against the unpruned model (the ratio the user asked for); after a round, that
+        ratio is converted to a share of the model being pruned now through the predicted latency it started
+        the round at. Latency does not depend on which channels go, so the copy loses each group's last units.
         """
-        return self.compare(self._unpruned_copy, self._pruned_copy(removed))
+        ratio, ms = self.compare(self._reference, self._pruned_copy(removed))
+        return ratio * self.whole_ms / self._start_ms, ms
 
     def compare(self, original: nn.Module, final: nn.Module) -> tuple[float, float]:
         """Measured ratio final / original (interleaved) and the final model's ms: the check before writing."""
@@ -165,8 +186,8 @@ class LatencyCost:
         return ms / base, ms
 
     def _pruned_copy(self, removed: Mapping[str, int]) -> nn.Module:
-        """A copy of the unpruned model without each group's last `removed` units."""
-        pruned = copy.deepcopy(self._unpruned_copy)
+        """A copy of the model being pruned without each group's last `removed` units."""
+        pruned = copy.deepcopy(self._start_model)
         graph = PruningGraph(pruned, self.example, [])
         for group in self.groups:
             units = removed.get(group.name, 0)
