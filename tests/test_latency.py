@@ -103,16 +103,20 @@ def test_prediction_is_exact_at_the_unpruned_model_and_close_when_pruned(tmp_pat
     assert cost.predict(removed) == pytest.approx(ms, rel=0.1)
 
 
-def test_the_correction_loop_lands_within_five_percent_of_the_measured_target(tmp_path, monkeypatch):
+@pytest.mark.parametrize("target", [0.6, 0.7])  # at 0.7 the first attempt is 3% off: inside ±5%, corrected
+def test_the_correction_loop_lands_within_five_percent_of_the_measured_target(tmp_path, monkeypatch, target):
     monkeypatch.setattr(probe_module, "RuntimeProbe", FakeProbe)
     monkeypatch.setattr(probe_module, "check_runtime", lambda *a: None)
     loaded = _tiny()
-    config = ShrinkConfig(target=0.6, by="latency", allocation="uniform", cost_options={"cache_dir": str(tmp_path)})
+    config = ShrinkConfig(target=target, by="latency", allocation="uniform", cost_options={"cache_dir": str(tmp_path)})
     report = shrink(loaded, config).report
     checks = report.latency["rounds"][0]["checks"]
-    assert abs(report.achieved / 0.6 - 1) <= 0.05, checks
+    assert abs(report.achieved / target - 1) <= 0.05, checks
+    # corrected until within half the tolerance (room for the final check's drift), or out of attempts
+    assert abs(checks[-1]["measured"] / target - 1) <= 0.025 or len(checks) == 4, checks
+    assert all(abs(c["measured"] / target - 1) > 0.025 for c in checks[:-1]), checks
     truth = 0.05 + FakeProbe._layers(loaded.model, torch.randn(1, 3, 32, 32))
-    assert report.latency["measured_ms"] == pytest.approx(truth, rel=1e-4)  # the model written is the one timed
+    assert report.latency["measured_ms"] == pytest.approx(truth, abs=1e-4)  # the model written is the one timed
     assert all(c["measured"] > 0 for c in checks) and report.by == "latency"
     final = report.latency["final_check"]  # the written model, timed once more before writing
     assert final["within_tolerance"] and final["measured"] == pytest.approx(report.achieved)
