@@ -244,3 +244,4 @@ def test_rounds_reuse_the_first_rounds_tables_and_time_only_the_last_round(tmp_p
     assert kept["measured"] > 0.55 and kept["measured_ms"] == pytest.approx(truth_after, abs=1e-4)
     page = render_report(report)  # the report shows the untimed rounds as predicted only
     assert page.count("not timed") == 2 and f"<td>{rounds[0]['predicted']:.4g}</td>" in page
+    assert f"<td>final check</td><td>0.5</td><td></td><td></td><td>{report.achieved:.4g}</td>" in page

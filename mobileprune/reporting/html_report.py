@@ -121,13 +121,20 @@ def _latency(report: ShrinkReport) -> str:
         for i, r in enumerate(latency.get("rounds") or [])
         for c in r.get("checks") or [{"predicted": r.get("predicted")}]  # a round before the last: predicted
     )
+    final = latency.get("final_check")
+    if final:  # the written model against the unpruned one: the ratio the user asked for
+        rows += (
+            f"<tr><td>final check</td><td>{_fmt(report.target)}</td><td></td><td></td>"
+            f"<td>{_fmt(final.get('measured'))}</td><td>{_fmt(final.get('measured_ms'))}</td></tr>"
+        )
     where = ", ".join(f"{k} {latency[k]}" for k in ("runtime", "precision", "threads", "machine") if k in latency)
     head = "".join(f"<th>{h}</th>" for h in ("round", "target", "attempt", "predicted", "measured", "measured ms"))
     table = f"<table><tr>{head}</tr>{rows}</table>" if rows else ""
     return (
         f"<h2>Latency, measured</h2><p>{_e(where)}: predicted and measured latency as a share of the model each "
         f"round started from (the unpruned one in round 1), timed interleaved against the unpruned model; "
-        f"rounds before the last are predicted only</p>{table}"
+        f"rounds before the last are predicted only; the final check is the written model's share of the "
+        f"unpruned model's latency</p>{table}"
     )
 
 
