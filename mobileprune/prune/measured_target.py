@@ -106,10 +106,10 @@ def allocate_to_measured_target(
                 **(
                     {"measured": kept_check({"round_target": target, "checks": c})["measured"]}
                     if c
-                    else {"predicted": round(allocation.ratio, 4)}
+                    else {"predicted": round(found.ratio, 4)}
                 ),
             }
-            for name, (allocation, c, damage) in candidates.items()
+            for name, (found, c, damage) in candidates.items()
         }
         run.progress.log(
             "--by latency: "
