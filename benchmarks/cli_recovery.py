@@ -90,6 +90,7 @@ def main() -> None:
             "images": acc.images,
             "ratios": report["ratios"],
             "latency_final_check": report.get("latency", {}).get("final_check"),  # --speedup: timed vs unpruned
+            "latency_noise": report.get("latency", {}).get("noise"),  # the unpruned model against itself
             "shrink_timings_s": report["timings_s"],
             "wall_s": walls.get(name),
             "fine_tune_steps": report["retraining"]["steps"],
