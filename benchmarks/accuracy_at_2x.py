@@ -20,7 +20,13 @@ measured once (the default before `--rounds auto`); and compensated probes re-me
 reconstruction between rounds (today's default at these targets: `--rounds auto`). The last two
 reconstruct inside shrink, so their "pruned" column is n/a and their prune time includes reconstruction.
 
-Writes benchmarks/results/accuracy_at_2x.json and .png. Run: `make bench-accuracy` (about 75 min on 2 cores).
+`--by latency`: the rows are held to a *measured* latency ratio instead (LiteRT fp32, one thread, this
+machine, timed interleaved against the unpruned model): shrink's default with `--by latency`, and each
+Torch-Pruning recipe solved to the same latency tables' prediction, timed and re-aimed by the same correction
+loop (`meet_measured_target`); every row is then timed once more by the benchmark. Run it on an idle machine.
+
+Writes benchmarks/results/accuracy_at_2x.json and .png. Run: `make bench-accuracy` (about 75 min on 2 cores);
+`python benchmarks/accuracy_at_2x.py --by latency --targets 0.5` for the measured 2x rows.
 """
 
 from __future__ import annotations
@@ -30,16 +36,21 @@ import copy
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from protocol import build_split
+from rich.console import Console
 
 from mobileprune import ShrinkConfig, load_model, shrink
 from mobileprune.api import open_shrink_data
 from mobileprune.atomic import write_json
 from mobileprune.models import classifier_module
-from mobileprune.prune.cost import count_cost
+from mobileprune.progress import Progress
+from mobileprune.prune.cost import COST_MODELS, count_cost
+from mobileprune.prune.graph import PruningGraph
+from mobileprune.prune.measured_target import meet_measured_target
 from mobileprune.prune.reconstruct import reconstruct, refittable_layers
 from mobileprune.prune.recover import fitting_batches
 from mobileprune.reporting.plots import pyplot, save_figure
@@ -54,6 +65,8 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
 ANCHORS = ("uniform_l1", "global_taylor", "global_lamp", "width")
+DEFAULT = "mobileprune compensated sensitivity (4 rounds, default)"
+TARGET_KEY = {"macs": "target_macs", "latency": "target_latency"}
 # rounds, and whether shrink reconstructs (then its sensitivity probes are compensated)
 OURS = {
     "mobileprune zeroed-probe sensitivity (1 round)": (1, False),
@@ -66,6 +79,12 @@ RECOVERY = TrainConfig(optimizer="adamw", lr=3e-5, distill=True, distill_loss="k
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="0.5,0.7")
+    ap.add_argument(
+        "--by",
+        choices=("macs", "latency"),
+        default="macs",
+        help="latency: every row held to the measured LiteRT fp32 latency (one thread) of this machine; run idle",
+    )
     ap.add_argument("--steps", type=int, default=48, help="distillation steps of 32 images for every row")
     ap.add_argument("--reconstruct-images", type=int, default=ShrinkConfig.reconstruct_images)
     ap.add_argument("--no-mirror", action="store_true", help="reconstruct without the mirror images")
@@ -100,12 +119,17 @@ def main() -> None:
     )
     # --only: in the order given; commas inside a row's parentheses ("(4 rounds, default)") do not split
     rows = re.split(r",(?![^()]*\))", args.only) if args.only else [*ANCHORS, *OURS]
+    if args.by == "latency" and not args.only:
+        rows = [*ANCHORS, DEFAULT]  # the slow part is timing: only today's default of ours
     unknown = [name for name in rows if name not in ANCHORS and name not in OURS]
     if unknown:
         sys.exit(f"unknown rows {unknown}; rows: {[*ANCHORS, *OURS]}")
+    progress = Progress(Console())
+    head = classifier_module(teacher, spec)
+    cost = _latency_cost(teacher, example, head, progress) if args.by == "latency" else None
     for target in (float(t) for t in args.targets.split(",")):
         for name in rows:
-            if _done(results, name, target, recipe):
+            if _done(results, name, args.by, target, recipe):
                 continue
             torch.manual_seed(0)
             started = time.time()
@@ -114,7 +138,7 @@ def main() -> None:
                 rounds, inside = OURS[name]
                 config = ShrinkConfig(
                     target=target,
-                    by="macs",
+                    by=args.by,
                     schedule="oneshot",
                     distill=True,
                     rounds=rounds,
@@ -122,12 +146,19 @@ def main() -> None:
                     reconstruct_images=args.reconstruct_images,
                     reconstruct_mirror=mirror,
                 )
-                result = shrink(loaded, config, data)
+                result = shrink(loaded, config, data, progress=progress)
                 model, kept = result.model, result.kept_outputs
+                checks = result.report.latency["rounds"][-1]["checks"] if cost else None
+            elif cost is not None:
+                model, kept, checks = _anchor_at_latency(cost, teacher, example, head, name, target, calibration)
             else:
-                head = classifier_module(teacher, spec)
                 model, kept = torch_pruning(teacher, example, head, name, target, calibration)
-            row = {"method": name, "target_macs": target, "prune_s": round(time.time() - started, 1)}
+            row = {"method": name, "by": args.by, TARGET_KEY[args.by]: target}
+            row["prune_s"] = round(time.time() - started, 1)
+            if cost is not None:  # every row timed the same way, after pruning, against the unpruned model
+                measured, ms = cost.compare(teacher, model.eval())
+                row.update(latency_ratio=round(measured, 4), latency_ms=round(ms, 4), latency_checks=checks)
+                row["latency_noise"] = round(cost.noise, 4)
             row["reconstruction"] = recipe
             row["mobileprune"] = versions()["mobileprune"]  # rows of one file span commits
             row["mac_ratio"] = round(count_cost(model, example).macs / base_macs, 4)
@@ -142,6 +173,37 @@ def main() -> None:
             print(row, flush=True)
             _write(args, results)
     _write(args, results)
+
+
+def _latency_cost(teacher: torch.nn.Module, example: torch.Tensor, head: torch.nn.Module, progress: Progress):
+    """The latency model `shrink --by latency` builds (LiteRT fp32, one thread, this machine's cached tables)."""
+    model = copy.deepcopy(teacher)
+    ignored = [dict(model.named_modules())[n] for n, m in teacher.named_modules() if m is head]
+    groups = PruningGraph(model, example, ignored).groups
+    offered = {"model": model, "example": example, "groups": groups, "progress": progress}
+    return COST_MODELS.create("latency", offered=offered)
+
+
+@dataclass
+class _Pruned:
+    model: torch.nn.Module
+    kept: dict[str, list[int]]
+    ratio: float  # predicted latency share
+
+
+def _anchor_at_latency(cost, teacher, example, head, recipe: str, target: float, calibration):
+    """A Torch-Pruning recipe held to the measured latency target exactly as shrink holds its allocations:
+    solved to the tables' prediction, timed, re-aimed until the timing is within the same tolerance."""
+
+    def pruned_at(aim: float) -> _Pruned:
+        predicted = lambda m: cost.predict_model(m) / cost.baseline()  # noqa: E731
+        model, kept = torch_pruning(teacher, example, head, recipe, aim, calibration, measure=predicted)
+        return _Pruned(model, kept, predicted(model))
+
+    found, checks = meet_measured_target(
+        pruned_at, lambda c: cost.compare(teacher, c.model.eval()), target, cost.progress, cost.noise
+    )
+    return found.model, found.kept, checks
 
 
 def _recover(model, kept, teacher, recon_batches, kd_loader, eval_loader, steps) -> dict:
@@ -177,10 +239,14 @@ def _previous(path: Path) -> dict:
     return results
 
 
-def _done(results: dict, name: str, target: float, recipe: str) -> bool:
-    return any(
-        (r["method"], r["target_macs"], r["reconstruction"]) == (name, target, recipe) for r in results.get("rows", [])
-    )
+def _done(results: dict, name: str, by: str, target: float, recipe: str) -> bool:
+    rows = results.get("rows", [])
+    return any((r["method"], *_target(r), r["reconstruction"]) == (name, by, target, recipe) for r in rows)
+
+
+def _target(row: dict) -> tuple[str, float]:
+    by = row.get("by", "macs")  # rows before --by latency were all MACs
+    return by, row[TARGET_KEY[by]]
 
 
 def _write(args, results: dict) -> None:
@@ -197,12 +263,12 @@ def _write(args, results: dict) -> None:
 def _plot(results: dict, path: Path) -> None:
     plt = pyplot()
     rows = results.get("rows", [])
-    latest = {r["target_macs"]: r["reconstruction"] for r in rows}  # rows are appended as measured
+    latest = {_target(r): r["reconstruction"] for r in rows}  # rows are appended as measured
     panels = sorted(latest.items())  # compare within one recipe only: each target's latest (the JSON keeps all)
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6), squeeze=False)
     stages = (("top1_pruned", "pruned"), ("top1_reconstructed", "+ reconstruction"), ("top1_distilled", "+ distill"))
-    for ax, (target, recipe) in zip(axes[0], panels, strict=True):
-        here = [r for r in rows if (r["target_macs"], r["reconstruction"]) == (target, recipe)]
+    for ax, ((by, target), recipe) in zip(axes[0], panels, strict=True):
+        here = [r for r in rows if (_target(r), r["reconstruction"]) == ((by, target), recipe)]
         for s, (key, label) in enumerate(stages):
             values = [r[key] or 0.0 for r in here]
             ax.bar([i + (s - 1) * 0.27 for i in range(len(here))], values, 0.27, label=label)
@@ -212,7 +278,8 @@ def _plot(results: dict, path: Path) -> None:
         ]
         ax.set_xticks(range(len(here)), names, rotation=25, ha="right")
         ax.set_ylim(0, 1)
-        ax.set_title(f"MobileNetV2 at {target:g} of its MACs\nreconstruction on {recipe}", fontsize=10)
+        what = "MACs" if by == "macs" else "measured LiteRT latency"
+        ax.set_title(f"MobileNetV2 at {target:g} of its {what}\nreconstruction on {recipe}", fontsize=10)
         ax.legend(fontsize=8)
     save_figure(fig, path)
 

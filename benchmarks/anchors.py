@@ -1,8 +1,9 @@
 """The anchors every accuracy claim is measured against: Torch-Pruning's own recipes and width scaling.
 
-Each prunes a copy of the model to a MAC ratio with torch-pruning's `MetaPruner` exactly as its README does
-(uniform L1 `GroupMagnitudeImportance`; global `GroupTaylorImportance`; global `LAMPImportance`), the
-pruning ratio found by bisection so the MACs land on the target; width scaling keeps the first channels
+Each prunes a copy of the model to a MAC ratio (or a predicted latency ratio) with torch-pruning's
+`MetaPruner` exactly as its README does (uniform L1 `GroupMagnitudeImportance`; global
+`GroupTaylorImportance`; global `LAMPImportance`), the pruning ratio found by bisection so the MACs (or
+the prediction) land on the target; width scaling keeps the first channels
 of every layer in the same uniform ratio (what a width-multiplied network initialised from the pretrained
 one would be). None of them gets mobileprune's allocation, reconstruction or criteria; all get the same
 recovery loop afterwards.
@@ -28,13 +29,22 @@ def torch_pruning(
     example: torch.Tensor,
     classifier: nn.Module,
     recipe: str,
-    mac_ratio: float,
+    ratio: float,
     calibration: Sequence[torch.Tensor] = (),
     round_to: int = 8,
+    measure: Callable[[nn.Module], float] | None = None,
 ) -> tuple[nn.Module, dict[str, list[int]]]:
     """A pruned copy of `model` by Torch-Pruning's `recipe` (uniform_l1, global_taylor, global_lamp, width),
-    with the original output indices each edited layer kept (for reconstruction)."""
-    base = count_cost(model, example).macs
+    with the original output indices each edited layer kept (for reconstruction).
+
+    `measure(pruned)` is the cost ratio held to `ratio`: MACs by default; the accuracy benchmark passes a
+    latency table's prediction to hold the recipes to a measured speed-up.
+    """
+    if measure is None:
+        base = count_cost(model, example).macs
+
+        def measure(pruned: nn.Module) -> float:
+            return count_cost(pruned, example).macs / base
 
     def pruned_at(ratio: float) -> tuple[nn.Module, dict[str, list[int]]]:
         candidate = copy.deepcopy(model).eval()
@@ -58,7 +68,7 @@ def torch_pruning(
             group.prune()
         return candidate, kept
 
-    return _bisect(pruned_at, lambda made: count_cost(made[0], example).macs / base, mac_ratio)
+    return _bisect(pruned_at, lambda made: measure(made[0]), ratio)
 
 
 def _importance(recipe: str):

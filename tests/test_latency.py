@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import math
 
@@ -101,6 +102,30 @@ def test_prediction_is_exact_at_the_unpruned_model_and_close_when_pruned(tmp_pat
     ratio, ms = cost.measure(removed)
     assert ratio < 0.8
     assert cost.predict(removed) == pytest.approx(ms, rel=0.1)
+
+
+def test_a_model_pruned_by_another_tool_is_predicted_from_its_layer_widths(tmp_path):
+    """Torch-Pruning edits layers in place: the same tables must price its models as they price ours."""
+    import torch_pruning as tp
+
+    loaded = _tiny()
+    cost = _cost(loaded, FakeProbe(), tmp_path)
+    removed = {g.name: len(g.units) // 16 * 8 for g in cost.groups}
+    assert cost.predict_model(cost._pruned_copy(removed)) == pytest.approx(cost.predict(removed))
+    assert cost.predict_model(loaded.model) == pytest.approx(cost.baseline())
+    model = copy.deepcopy(loaded.model)
+    other = tp.pruner.MetaPruner(
+        model,
+        torch.randn(1, 3, 32, 32),
+        importance=tp.importance.GroupMagnitudeImportance(p=1),
+        pruning_ratio=0.5,
+        ignored_layers=[model.classifier[-1]],
+        round_to=8,  # widths the tables were timed at or between (below them a fit extrapolates)
+    )
+    other.step()
+    predicted = cost.predict_model(other.model)
+    assert predicted < 0.8 * cost.baseline()
+    assert predicted == pytest.approx(FakeProbe().time([other.model], torch.randn(1, 3, 32, 32))[0], rel=0.1)
 
 
 @pytest.mark.parametrize("target", [0.6, 0.7])  # at 0.7 the first attempt is 3% off: inside ±5%, corrected

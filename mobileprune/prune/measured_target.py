@@ -11,7 +11,7 @@ attempts at most; the closest allocation wins, and a miss is said plainly in the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..progress import Progress
 from .allocate import Allocation, AllocationStrategy, allocate
@@ -21,20 +21,37 @@ from .cost import COST_MODELS
 if TYPE_CHECKING:
     from .pipeline import ShrinkRun
 
+
+class _HasRatio(Protocol):
+    ratio: float  # the predicted cost ratio
+
+
+Predicted = TypeVar("Predicted", bound=_HasRatio)
+
 TOLERANCE = 0.05  # relative to the requested ratio: 0.475–0.525 for 0.5
 AIM = TOLERANCE / 2  # corrected until this close, while attempts are left
 ATTEMPTS = 4
 
 
 def meet_measured_target(
-    cost: Any, allocate_at: Callable[[float], Allocation], target: float, progress: Progress
-) -> tuple[Allocation, list[dict]]:
-    """The allocation whose *measured* cost ratio is nearest `target`, and one log entry per attempt."""
+    allocate_at: Callable[[float], Predicted],
+    measure: Callable[[Predicted], tuple[float, float]],
+    target: float,
+    progress: Progress,
+    noise: float,
+) -> tuple[Predicted, list[dict]]:
+    """The candidate whose *measured* cost ratio is nearest `target`, and one log entry per attempt.
+
+    `allocate_at(aim)` makes a candidate predicted at `aim` (an allocation, or a model pruned by another
+    tool: the benchmarks hold Torch-Pruning's recipes to the same measured target this way); `measure`
+    times it as a share of the unpruned model, and its ms. `noise` (the model against itself) is quoted
+    when the target is missed.
+    """
     aim, checks, best = target, [], None
     for attempt in range(1, ATTEMPTS + 1):
-        allocation = allocate_at(aim)
-        measured, ms = cost.measure(allocation.removed)
-        predicted = allocation.ratio
+        candidate = allocate_at(aim)
+        measured, ms = measure(candidate)
+        predicted = candidate.ratio
         checks.append(
             {
                 "attempt": attempt,
@@ -49,19 +66,19 @@ def meet_measured_target(
             f"(asked {target:.3f})"
         )
         if best is None or abs(measured - target) < abs(best[1] - target):
-            best = (allocation, measured)
+            best = (candidate, measured)
         if abs(measured / target - 1) <= AIM:
             break
         step = min(1.5, max(2 / 3, target / measured))  # one noisy measurement must not throw the aim far off
         aim = min(1.0, max(0.01, aim * step))
-    allocation, measured = best
+    candidate, measured = best
     if abs(measured / target - 1) > TOLERANCE:
         progress.log(
             f"[yellow]could not get closer than {measured:.3f} to {target:.3f} in {ATTEMPTS} measured attempts: "
             "the runtime's latency does not follow the channel counts closely enough here (noise "
-            f"{cost.noise:.1%})[/yellow]"
+            f"{noise:.1%})[/yellow]"
         )
-    return allocation, checks
+    return candidate, checks
 
 
 def allocate_to_measured_target(
@@ -91,7 +108,9 @@ def allocate_to_measured_target(
 
         if timed:
             run.progress.log(f"--by latency: allocating by damage per {name}, then timing it")
-            allocation, checks = meet_measured_target(run.cost, allocate_at, target, run.progress)
+            allocation, checks = meet_measured_target(
+                allocate_at, lambda found: run.cost.measure(found.removed), target, run.progress, run.cost.noise
+            )
         else:
             allocation, checks = allocate_at(target), []
         candidates[name] = (allocation, checks, strategy.predicted_damage(allocation.removed))

@@ -121,6 +121,22 @@ class LatencyCost:
     def predict(self, removed: Mapping[str, int]) -> float:
         return self.fixed_ms + self.scale * self._layers_ms(removed)
 
+    def predict_model(self, pruned: nn.Module) -> float:
+        """Predicted ms of `pruned`: this cost model's model with channels removed by any tool, its layer names
+        kept (Torch-Pruning edits layers in place). Layer widths are read off the modules, so anchors pruned
+        elsewhere are held to the same tables as mobileprune's own allocations."""
+        modules = dict(pruned.named_modules())
+        total = 0.0
+        for name, shape in self.shapes.items():
+            layer = modules.get(name)
+            if isinstance(layer, nn.Conv2d):
+                total += self.table.ms(shape, layer.in_channels, layer.out_channels)
+            elif isinstance(layer, nn.Linear):
+                total += self.table.ms(shape, layer.in_features, layer.out_features)
+            else:
+                raise ValueError(f"layer '{name}' of the latency tables is not a conv or linear in the pruned model")
+        return self.fixed_ms + self.scale * total
+
     def saving(self, removed: Mapping[str, int], group: str, extra: int) -> float:
         names = [n for n in self.costs.groups[group].modules() if n in self.shapes]
         after = {**removed, group: removed.get(group, 0) + extra}
