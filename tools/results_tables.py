@@ -21,18 +21,24 @@ def accuracy() -> None:
     data = json.loads((RESULTS / "accuracy_at_2x.json").read_text())
     print(f"unpruned top-1 {data['unpruned_top1']:.3f}; recovery {data['recovery']['steps']} steps of 32")
     print(
-        "| MACs target | reconstruction on | method | MACs kept | params kept | pruned | + reconstruction "
-        "| + distillation | wall (prune / recon / distill) |"
+        "| target | reconstruction on | method | MACs kept | params kept | latency kept (measured) | pruned "
+        "| + reconstruction | + distillation | wall (prune / recon / distill) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    rows = sorted(data["rows"], key=lambda row: (row["target_macs"], row["reconstruction"]))  # stable
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    rows = sorted(data["rows"], key=lambda row: (_target(row)[0] != "macs", _target(row), row["reconstruction"]))
     for r in rows:
+        by, target = _target(r)
         print(
-            f"| {r['target_macs']:g} | {r['reconstruction']} | {r['method']} | "
-            f"{r['mac_ratio']:.3f} | {r['params_ratio']:.3f} | "
+            f"| {target:g} {'MACs' if by == 'macs' else 'latency'} | {r['reconstruction']} | {r['method']} | "
+            f"{r['mac_ratio']:.3f} | {r['params_ratio']:.3f} | {_f(r.get('latency_ratio'))} | "
             f"{_f(r['top1_pruned'])} | {_f(r['top1_reconstructed'])} | {_f(r['top1_distilled'])} | "
             f"{r['prune_s']:.0f} / {_f(r.get('reconstruct_s'), 0)} / {r['distill_s']:.0f} s |"
         )
+
+
+def _target(row: dict) -> tuple[str, float]:
+    by = row.get("by", "macs")  # rows before `--by latency` rows existed are MACs rows
+    return by, row["target_macs" if by == "macs" else "target_latency"]
 
 
 def latency() -> None:
