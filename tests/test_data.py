@@ -84,3 +84,21 @@ def test_more_classes_than_the_model_predicts_is_refused_before_any_work(tmp_pat
     with pytest.raises(UserError, match="has 4 classes, the model predicts 3"):
         shrink(loaded, ShrinkConfig(target=0.9, allocation="uniform", epochs=1), data)
     assert torch.isfinite(loaded.model(torch.randn(1, 3, 32, 32))).all()  # untouched
+
+
+def test_with_jax_loaded_workers_are_not_forked_and_give_the_same_batches(tmp_path, monkeypatch):
+    """LiteRT conversion imports JAX, after which forking is unsafe: the loader must start workers another way
+    and still produce exactly the seeded batches a forked (or in-process) loader gives."""
+    import sys
+    import types
+
+    from mobileprune.train.data import train_transform
+
+    write_images(tmp_path / "train", {"dog": (200, 0, 0), "ship": (0, 0, 200)}, 4)
+    images = open_data(tmp_path, 32, MEAN, STD).train.with_transform(train_transform(32, MEAN, STD, 0.5))
+    expected = [b.images for b in make_loader(images, 4, True, workers=0)]
+    loader = make_loader(images, 4, True, workers=1)  # built before JAX is loaded, as shrink's loaders are
+    monkeypatch.setitem(sys.modules, "jax", types.ModuleType("jax"))
+    got = [b.images for b in loader]
+    assert loader.multiprocessing_context.get_start_method() == "forkserver"
+    assert len(got) == len(expected) and all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))

@@ -14,8 +14,10 @@ as torchvision's ImageFolder counts them) define the indices and the other split
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,7 +179,7 @@ def make_loader(
     """Batches whose order and random crops are functions of (seed, epoch, image), resumable mid-epoch and
     split across `world` processes (see sampling.py); `shuffle=False` keeps the folder order."""
     batches = EpochBatches(len(dataset), batch_size, seed, shuffle, rank, world)
-    return DataLoader(
+    return ImageLoader(
         SeededAugmentation(dataset, seed),
         batch_sampler=batches,
         num_workers=workers,
@@ -186,6 +188,25 @@ def make_loader(
         pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(seed),  # else each new iterator draws from the global RNG
     )
+
+
+class ImageLoader(DataLoader):
+    """A DataLoader whose workers are forked (the fast default), unless JAX is loaded when it starts them.
+
+    Converting to LiteRT (`--by latency` timing, `convert`) imports JAX, whose threads make a later
+    `fork()` unsafe (JAX warns that it "will likely lead to a deadlock"). Workers then start from a fresh
+    forkserver process instead: a few seconds once (the server imports this module), then as fast as a
+    fork; the dataset must pickle, and a script must guard its entry point (`if __name__ == "__main__":`),
+    as on macOS, where workers are never forked. Decided at each iteration, not at construction: a
+    shrink run builds its loaders before the latency timing imports JAX.
+    """
+
+    def __iter__(self):
+        if self.num_workers > 0 and "jax" in sys.modules:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])  # imported once in the server, not in every worker
+            self.multiprocessing_context = context
+        return super().__iter__()
 
 
 def calibration_batches(dataset: ImageSet, count: int, batch_size: int = 32, seed: int = 0) -> list[torch.Tensor]:
