@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
 from mobileprune.bench import BenchConfig, LatencyStats, bench, open_bench_model
@@ -162,8 +163,10 @@ def test_tiny_original_and_pruned_bench_side_by_side(run_cli, tmp_path):
     pool = str(portable_lib._threadpool_get_thread_count())  # ExecuTorch times only at its process-wide pool size
     args = ("--threads", pool, "--runs", "20", "--min-seconds", "0", "--warmup", "3", "--json", out, "--plot", png)
     args = (*args, "--quiet")
+    threads = torch.get_num_threads()
     res = run_cli("bench", tmp_path / "original", tmp_path / "pruned", *args)  # shrink folders with bundles
     assert res.code == 0, res.err
+    assert torch.get_num_threads() == threads  # the torch runtime ran at `pool` threads and gave them back
     result = json.loads(out.read_text())
     assert {(m["runtime"], m["file"]) for m in result["measurements"]} == {
         ("torch", "model.pt2"),

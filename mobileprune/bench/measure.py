@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..export.tflite_sparse import has_sparse_tensors
@@ -122,7 +123,11 @@ def _sparse_notes(groups: dict) -> list[str]:
 
 
 def _interleaved(runtime_name, members, threads: int, config: BenchConfig, progress: Progress) -> list[Measurement]:
-    runtime = RUNTIMES.create(runtime_name)
+    with threads_restored():
+        return _timed(RUNTIMES.create(runtime_name), members, threads, config, progress)
+
+
+def _timed(runtime, members, threads: int, config: BenchConfig, progress: Progress) -> list[Measurement]:
     opened = []
     for model, path in members:
         rss = _resident_mb()
@@ -134,7 +139,7 @@ def _interleaved(runtime_name, members, threads: int, config: BenchConfig, progr
         first_ms = (time.perf_counter() - started) * 1000
         memory = None if rss is None else round(_resident_mb() - rss, 2)
         opened.append((model, path, session, init_ms, first_ms, memory))
-    with progress.task(f"{members[0][1].name} {runtime_name} x{threads}", total=config.runs) as task:
+    with progress.task(f"{members[0][1].name} {runtime.name} x{threads}", total=config.runs) as task:
         samples = time_interleaved([o[2] for o in opened], config.runs, config.min_seconds, config.warmup, task.advance)
     return [
         Measurement(
@@ -151,6 +156,19 @@ def _interleaved(runtime_name, members, threads: int, config: BenchConfig, progr
         )
         for (model, path, session, init_ms, first_ms, memory), times in zip(opened, samples, strict=True)
     ]
+
+
+@contextmanager
+def threads_restored() -> Iterator[None]:
+    """The torch runtime sets the process's thread count on every run (torch has no per-model setting): the
+    caller's count comes back after timing, so training that follows keeps its numerics."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def time_interleaved(

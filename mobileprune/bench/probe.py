@@ -24,7 +24,7 @@ from ..errors import UserError
 from ..export.base import FORMATS, ExportRequest
 from ..models import ModelSpec
 from ..quiet import native_output_silenced
-from .measure import time_interleaved
+from .measure import threads_restored, time_interleaved
 from .runtimes import RUNTIMES, CannotRun
 from .stats import LatencyStats
 
@@ -105,7 +105,8 @@ class RuntimeProbe:
             except CannotRun as exc:
                 raise UserError(f"--runtime {self.runtime.name} cannot time {path.name}: {exc}") from None
         runs, seconds = (max(self.runs, 100), max(self.min_seconds, 3.0)) if careful else (self.runs, self.min_seconds)
-        samples = time_interleaved(sessions, runs, seconds, warmup=3)
+        with threads_restored():
+            samples = time_interleaved(sessions, runs, seconds, warmup=3)
         return [LatencyStats.from_samples(s).median_ms for s in samples]
 
     def _write(self, model: nn.Module, example: torch.Tensor) -> Path:
