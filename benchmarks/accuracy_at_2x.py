@@ -195,8 +195,10 @@ def _anchor_at_latency(cost, teacher, example, head, recipe: str, target: float,
     """A Torch-Pruning recipe held to the measured latency target exactly as shrink holds its allocations:
     solved to the tables' prediction, timed, re-aimed until the timing is within the same tolerance."""
 
+    def predicted(model: torch.nn.Module) -> float:
+        return cost.predict_model(model) / cost.baseline()
+
     def pruned_at(aim: float) -> _Pruned:
-        predicted = lambda m: cost.predict_model(m) / cost.baseline()  # noqa: E731
         model, kept = torch_pruning(teacher, example, head, recipe, aim, calibration, measure=predicted)
         return _Pruned(model, kept, predicted(model))
 
