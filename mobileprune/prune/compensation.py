@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ..channels_last import channels_last
 from .global_pooling import pooled_maps
 
 RIDGE = 1e-3  # relative to the mean kept-channel variance: keeps Σ_RR invertible for dead or duplicate channels
@@ -81,14 +82,17 @@ class InputStatistics:
 
             return hook
 
-        handles = [model.get_submodule(n).register_forward_pre_hook(make_hook(n)) for n in layers if n not in pooled]
-        handles += [model.get_submodule(s).register_forward_hook(make_map_hook(n)) for n, s in pooled.items()]
-        try:
-            for x in batches:
-                model(x)
-        finally:
-            for h in handles:
-                h.remove()
+        with channels_last(batches[0], model):  # a forward pass per batch, at CPU speed (before the hooks)
+            handles = [
+                model.get_submodule(n).register_forward_pre_hook(make_hook(n)) for n in layers if n not in pooled
+            ]
+            handles += [model.get_submodule(s).register_forward_hook(make_map_hook(n)) for n, s in pooled.items()]
+            try:
+                for x in batches:
+                    model(x)
+            finally:
+                for h in handles:
+                    h.remove()
         count = {n: c for n, c in count.items() if c >= SAMPLES_PER_CHANNEL * sums[n].shape[0]}
         mean = {n: sums[n] / count[n] for n in count}
         covariance = {n: products[n] / count[n] - torch.outer(mean[n], mean[n]) for n in count}

@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..channels_last import channels_last
 from .global_pooling import pooled_maps
 from .graph import PruningGraph, is_depthwise
 from .layer_inputs import LayerInputs, LayerOutputs
@@ -97,30 +98,31 @@ def reconstruct(
     """
     pruned.eval()
     original.eval()
-    pooled = pooled_maps(original, layers, batches[0][:2])
-    sampled = list(dict.fromkeys(pooled.get(name, name) for name in layers))  # a pooled linear: its map
-    picks = _positions(original, sampled, batches, positions)
-    fits = []
-    inputs = LayerInputs(pruned, batches)
-    targets = LayerOutputs(original, batches, sampled, lambda name, b, y: _sampled(y, picks[name][b]))
-    for name in layers:
-        layer = pruned.get_submodule(name)
-        if name in pooled:
-            source = pooled[name]
-            head = original.get_submodule(name)
-            target = F.linear(torch.cat(targets.of(source)), head.weight.double(), _double(head.bias))
-            maps = inputs.of(source, output=True)
-            rows = torch.cat([_sampled(y, picks[source][b]) for b, y in enumerate(maps)])
-        else:
-            target = torch.cat(targets.of(name))
-            rows = torch.cat([_inputs_at(layer, inp, picks[name][b]) for b, inp in enumerate(inputs.of(name))])
-        kept = kept_outputs(name)
-        if kept is not None:
-            target = target[:, kept]
-        fits.append(_refit(name, layer, rows, target, ridge))
-        if progress:
-            progress()
-    return fits
+    with channels_last(batches[0], pruned, original):  # the fits' forward passes, at CPU speed
+        pooled = pooled_maps(original, layers, batches[0][:2])
+        sampled = list(dict.fromkeys(pooled.get(name, name) for name in layers))  # a pooled linear: its map
+        picks = _positions(original, sampled, batches, positions)
+        fits = []
+        inputs = LayerInputs(pruned, batches)
+        targets = LayerOutputs(original, batches, sampled, lambda name, b, y: _sampled(y, picks[name][b]))
+        for name in layers:
+            layer = pruned.get_submodule(name)
+            if name in pooled:
+                source = pooled[name]
+                head = original.get_submodule(name)
+                target = F.linear(torch.cat(targets.of(source)), head.weight.double(), _double(head.bias))
+                maps = inputs.of(source, output=True)
+                rows = torch.cat([_sampled(y, picks[source][b]) for b, y in enumerate(maps)])
+            else:
+                target = torch.cat(targets.of(name))
+                rows = torch.cat([_inputs_at(layer, inp, picks[name][b]) for b, inp in enumerate(inputs.of(name))])
+            kept = kept_outputs(name)
+            if kept is not None:
+                target = target[:, kept]
+            fits.append(_refit(name, layer, rows, target, ridge))
+            if progress:
+                progress()
+        return fits
 
 
 def _double(bias: torch.Tensor | None) -> torch.Tensor | None:
@@ -187,24 +189,31 @@ def _refit(name: str, layer: nn.Module, x: torch.Tensor, y: torch.Tensor, ridge:
     """Ridge least squares towards the current weights; bias included as a constant input feature.
 
     The ridge strength is chosen per layer on a held-out fifth of the samples (unless given), so a layer
-    with few samples per weight (a classifier after global pooling) is not fitted to noise.
+    with few samples per weight (a classifier after global pooling) is not fitted to noise. Everything is
+    solved for the change to the current weights, from the residual of the current ones: one product
+    with the (large) design matrix for the residual, one for the fit's error, and the held-out fifth's
+    normal equations are subtracted from the whole set's rather than the other four fifths copied out.
     """
     weight = layer.weight.detach().reshape(layer.weight.shape[0], -1).double()  # out × in·k
     bias = layer.bias.detach().double() if layer.bias is not None else None
     design = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)], 1) if bias is not None else x
     current = torch.cat([weight, bias[:, None]], 1) if bias is not None else weight
     norm = float(y.pow(2).sum().clamp_min(1e-12))
-    before = float((y - design @ current.T).pow(2).sum()) / norm
+    residual = y - design @ current.T
+    before = float(residual.pow(2).sum()) / norm
     if before < EXACT:  # the layer already reproduces the original: nothing of its inputs was lost
         return LayerFit(name, before, before)
-    held = _held_out(design.shape[0], design.device)
-    gram, rhs = _normal_equations(design[~held], y[~held], current)
-    held_gram, held_rhs = _normal_equations(design[held], y[held], current)
-    strength = ridge if ridge is not None else _choose_ridge(gram, rhs, current, design[held], y[held])
-    fitted = _solve(gram + held_gram, rhs + held_rhs, current, strength)
-    after = float((y - design @ fitted.T).pow(2).sum()) / norm
+    gram, rhs = design.T @ design, design.T @ residual
+    if ridge is None:
+        held = _held_out(design.shape[0], design.device)
+        held_design, held_residual = design[held], residual[held]
+        held_gram, held_rhs = held_design.T @ held_design, held_design.T @ held_residual
+        ridge = _choose_ridge(gram - held_gram, rhs - held_rhs, held_design, held_residual)
+    change = _solve(gram, rhs, ridge)
+    after = float((residual - design @ change.T).pow(2).sum()) / norm
     if after > before:  # cannot happen for a ridge towards the current weights; keep them if rounding says so
         return LayerFit(name, before, before)
+    fitted = current + change
     new_weight = fitted[:, : weight.shape[1]] if bias is not None else fitted
     layer.weight.copy_(new_weight.reshape(layer.weight.shape).to(layer.weight.dtype))
     if bias is not None:
@@ -224,27 +233,20 @@ def _held_out(samples: int, device: torch.device) -> torch.Tensor:
 
 
 def _choose_ridge(
-    gram: torch.Tensor, rhs: torch.Tensor, current: torch.Tensor, held_design: torch.Tensor, held_y: torch.Tensor
+    gram: torch.Tensor, rhs: torch.Tensor, held_design: torch.Tensor, held_residual: torch.Tensor
 ) -> float:
     """The ridge (relative to the mean input energy) with the lowest error on the held-out samples, each
     candidate fitted on the other samples' normal equations (`gram`, `rhs`)."""
     errors = []
     for strength in RIDGES:
-        fitted = _solve(gram, rhs, current, strength)
-        errors.append(float((held_y - held_design @ fitted.T).pow(2).sum()))
+        change = _solve(gram, rhs, strength)
+        errors.append(float((held_residual - held_design @ change.T).pow(2).sum()))
     return RIDGES[min(range(len(RIDGES)), key=errors.__getitem__)]
 
 
-def _normal_equations(
-    design: torch.Tensor, y: torch.Tensor, current: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """design^T design and design^T (y - design current^T): all a ridge solve needs, whatever its strength
-    (sums over disjoint samples add up, so the whole set's come from its parts')."""
-    return design.T @ design, design.T @ (y - design @ current.T)
-
-
-def _solve(gram: torch.Tensor, rhs: torch.Tensor, current: torch.Tensor, strength: float) -> torch.Tensor:
-    """argmin_W ||design W^T - y||² + λ ||W - current||², λ = strength x mean diagonal of design^T design."""
+def _solve(gram: torch.Tensor, rhs: torch.Tensor, strength: float) -> torch.Tensor:
+    """argmin_D ||design D^T - residual||² + λ ||D||²: the change to the current weights, with
+    gram = design^T design, rhs = design^T residual and λ = strength x mean diagonal of the gram."""
     scale = float(gram.diagonal().mean()) or 1.0
     damped = gram + strength * scale * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-    return current + torch.linalg.solve(damped, rhs).T
+    return torch.linalg.solve(damped, rhs).T

@@ -12,6 +12,7 @@ shared MobileNetV2 within a few steps of distilling it onto itself. Distillation
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from ..channels_last import channels_last
 from ..errors import UserError
 from . import distributed
 from .class_counts import ClassCounts
@@ -154,6 +156,11 @@ class Trainer:
             opt.load_state_dict(self._resume_call["optimizer"])
             self._resume_call = None
         self._call = {"step": first, "optimizer": opt}
+        layout, batch = contextlib.ExitStack(), None
+        if not cuda and first < steps:  # CPU: channels-last weights, tried on the first batch (before DDP sees them)
+            batch = next(self._batches)
+            teacher = [self.teacher] if self.teacher is not None else []
+            layout.enter_context(channels_last(batch.images, model, *teacher))
         wrapped = distributed.wrap(model, self.device)
         total = 0.0
         try:
@@ -161,7 +168,8 @@ class Trainer:
                 if cosine:
                     for g in opt.param_groups:
                         g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-                batch = next(self._batches)
+                if batch is None:
+                    batch = next(self._batches)
                 x = batch.images.to(self.device, non_blocking=True)
                 labels = batch.labels.to(self.device, non_blocking=True)
                 if cuda:
@@ -184,8 +192,10 @@ class Trainer:
                     tick(loss.item())
                 if self.on_step:
                     self.on_step()
+                batch = None
         finally:
             self._call = None
+            layout.close()
         model.to(home, memory_format=torch.contiguous_format).eval()
         return total / max(steps - first, 1)
 
@@ -241,16 +251,20 @@ def evaluate(
     home = _device_of(model)
     model.to(device).eval()
     counts: ClassCounts | None = None
-    for i, batch in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        if batch.images.numel():
-            logits = model(batch.images.to(device))
-            counts = counts or ClassCounts.zeros(logits.shape[1])
-            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            counts.add(batch.labels.numpy(), top.cpu().numpy())
-        if tick:
-            tick()
+    with contextlib.ExitStack() as layout:
+        for i, batch in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            if batch.images.numel():
+                x = batch.images.to(device)
+                if counts is None:  # the first readable batch: the layout is tried on it
+                    layout.enter_context(channels_last(x, model))
+                logits = model(x)
+                counts = counts or ClassCounts.zeros(logits.shape[1])
+                top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+                counts.add(batch.labels.numpy(), top.cpu().numpy())
+            if tick:
+                tick()
     model.to(home)
     if counts is not None and distributed.active():  # each rank counted its share of every batch
         counts = ClassCounts(*(distributed.sum_tensor(torch.from_numpy(a)).numpy() for a in counts.arrays()))

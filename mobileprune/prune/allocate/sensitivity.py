@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...channels_last import channels_last
 from ..compensation import InputStatistics, held_apart
 from ..criteria import Criterion
 from ..graph import ChannelGroup, PruningGraph
@@ -69,36 +70,37 @@ def measure_sensitivity(
     With `statistics` the probes are compensated (see the module docstring).
     """
     model.eval()
-    reference = [F.log_softmax(model(x), dim=1) for x in batches]
-    suffix = SuffixForward(model, batches)
-    starts = {g.name: suffix.start(consumers_of(g)) for g in graph.groups}
-    curves: dict[str, DamageCurve] = {}
-    for group in sorted(graph.groups, key=lambda g: starts[g.name]):  # the cached block inputs only move on
-        if known and group.name in known:
-            curves[group.name] = known[group.name]
+    with channels_last(batches[0], model):  # every probe's forward pass, at CPU speed
+        reference = [F.log_softmax(model(x), dim=1) for x in batches]
+        suffix = SuffixForward(model, batches)
+        starts = {g.name: suffix.start(consumers_of(g)) for g in graph.groups}
+        curves: dict[str, DamageCurve] = {}
+        for group in sorted(graph.groups, key=lambda g: starts[g.name]):  # the cached block inputs only move on
+            if known and group.name in known:
+                curves[group.name] = known[group.name]
+                if progress:
+                    progress()
+                continue
+            scores = criterion.scores(graph, group.name)
+            points = [(0, 0.0)]
+            worst = 0.0
+            for units in sorted({min(max(1, round(f * len(group.units))), len(group.units) - 1) for f in fractions}):
+                if units <= 0:
+                    continue
+                channels = group.channels_to_remove(scores, units)
+                with masked(model, group, channels, statistics):
+                    outputs = suffix.outputs(starts[group.name])
+                damage = sum(_kl(ref, out) for ref, out in zip(reference, outputs, strict=True))
+                worst = max(worst, damage / len(batches))  # damage never falls as more is removed
+                points.append((units, worst))
+            if len(points) == 1:
+                points.append((1, 0.0))
+            curves[group.name] = DamageCurve(tuple(points))
+            if measured:
+                measured(curves)
             if progress:
                 progress()
-            continue
-        scores = criterion.scores(graph, group.name)
-        points = [(0, 0.0)]
-        worst = 0.0
-        for units in sorted({min(max(1, round(f * len(group.units))), len(group.units) - 1) for f in fractions}):
-            if units <= 0:
-                continue
-            channels = group.channels_to_remove(scores, units)
-            with masked(model, group, channels, statistics):
-                outputs = suffix.outputs(starts[group.name])
-            damage = sum(_kl(ref, out) for ref, out in zip(reference, outputs, strict=True))
-            worst = max(worst, damage / len(batches))  # damage never falls as more is removed
-            points.append((units, worst))
-        if len(points) == 1:
-            points.append((1, 0.0))
-        curves[group.name] = DamageCurve(tuple(points))
-        if measured:
-            measured(curves)
-        if progress:
-            progress()
-    return {g.name: curves[g.name] for g in graph.groups}
+        return {g.name: curves[g.name] for g in graph.groups}
 
 
 def _kl(reference_log_probs: torch.Tensor, logits: torch.Tensor) -> float:
