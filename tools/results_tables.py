@@ -56,11 +56,17 @@ def latency() -> None:
         )
     if "accuracy" in data:
         a = data["accuracy"]
-        for name in ("by_latency", "by_macs"):
-            row = a[name]
-            print(
-                f"{name}: top-1 {row['top1']:.3f}, speed-up {row['measured_speedup']:.2f}x, MACs {row['mac_ratio']:.3f}"
-            )
+        print()
+        print("| asked | allocated per | predicted damage | measured speed-up | MACs kept | held-out top-1 |")
+        print("|---|---|---|---|---|---|")
+        for asked, entry in ((k, v) for k, v in a.items() if k.endswith("x")):
+            for per in ("ms", "macs"):
+                row, kept = entry[per], " (kept by `auto`)" if entry["auto_kept"] == per else ""
+                print(
+                    f"| {asked} | {'ms' if per == 'ms' else 'MAC'}{kept} "
+                    f"| {entry['candidates'][per]['predicted_damage']:.3f} "
+                    f"| {row['measured_speedup']:.2f}x | {row['mac_ratio']:.3f} | {row['top1']:.3f} |"
+                )
         print(f"noise {a['noise']:.1%}, unpruned top-1 {a['unpruned_top1']:.3f}")
     if "latency_model" in data:
         m = data["latency_model"]
