@@ -270,3 +270,21 @@ def test_rounds_reuse_the_first_rounds_tables_and_time_only_the_last_round(tmp_p
     page = render_report(report)  # the report shows the untimed rounds as predicted only
     assert page.count("not timed") == 2 and f"<td>{rounds[0]['predicted']:.4g}</td>" in page
     assert f"<td>final check</td><td>0.5</td><td></td><td></td><td>{report.achieved:.4g}</td>" in page
+
+
+def test_a_check_is_the_median_of_three_timing_calls_so_one_unlucky_call_is_not_kept(tmp_path):
+    """The same two models' ratio moves between timing calls (new runtime sessions each call); a check that
+    trusted one call would accept an allocation on a lucky draw."""
+    loaded = _tiny()
+    cost = _cost(loaded, FakeProbe(), tmp_path)
+
+    class Scripted:
+        ratios = iter([0.40, 0.52, 0.47])
+
+        def time(self, models, example, careful=False):
+            assert careful and len(models) == 2
+            return [10.0, 10.0 * next(self.ratios)]
+
+    cost.probe = Scripted()
+    ratio, ms = cost.compare(loaded.model, loaded.model)
+    assert ratio == pytest.approx(0.47) and ms == pytest.approx(4.7)
