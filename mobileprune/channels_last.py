@@ -3,8 +3,9 @@
 PyTorch's CPU convolutions (oneDNN) are much faster when the weights are channels-last (NHWC), and a conv
 whose weight is channels-last gives channels-last outputs, so the whole network follows from the weights.
 The layout changes strides, never values, so the rest of mobileprune does not notice; what does break is a
-`.view()` on a tensor whose strides it cannot reinterpret (torchvision's channel shuffle in ShuffleNet), so
-the layout is tried on one example first and kept only where the model runs with it and agrees with itself.
+`.view()` on a tensor whose strides it cannot reinterpret (a feature map flattened by `x.view(n, -1)`, as
+older models do), so the layout is tried on one example first and kept only where the model runs with it
+and agrees with itself.
 
 The weights go back to the standard layout on exit: exporters and safetensors expect it, and timing
 must see the model as a user would export it. Nested uses are free: an inner context on a model already

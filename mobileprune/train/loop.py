@@ -161,9 +161,9 @@ class Trainer:
             batch = next(self._batches)
             teacher = [self.teacher] if self.teacher is not None else []
             layout.enter_context(channels_last(batch.images, model, *teacher))
-        wrapped = distributed.wrap(model, self.device)
         total = 0.0
         try:
+            wrapped = distributed.wrap(model, self.device)
             for step in range(first, steps):
                 if cosine:
                     for g in opt.param_groups:
