@@ -156,8 +156,9 @@ def main() -> None:
             row = {"method": name, "by": args.by, TARGET_KEY[args.by]: target}
             row["prune_s"] = round(time.time() - started, 1)
             if cost is not None:  # every row timed the same way, after pruning, against the unpruned model
-                measured, ms = cost.compare(teacher, model.eval())
-                row.update(latency_ratio=round(measured, 4), latency_ms=round(ms, 4), latency_checks=checks)
+                timed = cost.compare(teacher, model.eval())
+                row.update(latency_ratio=round(timed.ratio, 4), latency_ms=round(timed.ms, 4), latency_checks=checks)
+                row["latency_calls"] = [round(r, 4) for r in timed.calls]
                 row["latency_noise"] = round(cost.noise, 4)
             row["reconstruction"] = recipe
             row["mobileprune"] = versions()["mobileprune"]  # rows of one file span commits

@@ -99,9 +99,9 @@ def test_prediction_is_exact_at_the_unpruned_model_and_close_when_pruned(tmp_pat
     cost = _cost(loaded, FakeProbe(), tmp_path)
     assert cost.predict({}) == pytest.approx(cost.baseline())
     removed = {g.name: len(g.units) // 16 * 8 for g in cost.groups}  # about half, in multiples of 8 (--round-to)
-    ratio, ms = cost.measure(removed)
-    assert ratio < 0.8
-    assert cost.predict(removed) == pytest.approx(ms, rel=0.1)
+    timed = cost.measure(removed)
+    assert timed.ratio < 0.8
+    assert cost.predict(removed) == pytest.approx(timed.ms, rel=0.1)
 
 
 def test_a_model_pruned_by_another_tool_is_predicted_from_its_layer_widths(tmp_path):
@@ -145,6 +145,8 @@ def test_the_correction_loop_lands_within_five_percent_of_the_measured_target(tm
     assert all(c["measured"] > 0 for c in checks) and report.by == "latency"
     final = report.latency["final_check"]  # the written model, timed once more before writing
     assert final["within_tolerance"] and final["measured"] == pytest.approx(report.achieved)
+    for check in [*checks, final]:  # every timing call's share is kept, and the check is their median
+        assert len(check["calls"]) == 3 and sorted(check["calls"])[1] == pytest.approx(check["measured"], abs=1e-4)
 
 
 def test_with_a_damage_model_both_allocations_are_timed_and_the_less_damaging_kept(tmp_path, monkeypatch):
@@ -270,6 +272,8 @@ def test_rounds_reuse_the_first_rounds_tables_and_time_only_the_last_round(tmp_p
     page = render_report(report)  # the report shows the untimed rounds as predicted only
     assert page.count("not timed") == 2 and f"<td>{rounds[0]['predicted']:.4g}</td>" in page
     assert f"<td>final check</td><td>0.5</td><td></td><td></td><td>{report.achieved:.4g}</td>" in page
+    calls = report.latency["final_check"]["calls"]  # the range of its timing calls
+    assert f"<td>{min(calls):.3f}–{max(calls):.3f}</td></tr>" in page
 
 
 def test_a_check_is_the_median_of_three_timing_calls_so_one_unlucky_call_is_not_kept(tmp_path):
@@ -286,5 +290,25 @@ def test_a_check_is_the_median_of_three_timing_calls_so_one_unlucky_call_is_not_
             return [10.0, 10.0 * next(self.ratios)]
 
     cost.probe = Scripted()
-    ratio, ms = cost.compare(loaded.model, loaded.model)
-    assert ratio == pytest.approx(0.47) and ms == pytest.approx(4.7)
+    timed = cost.compare(loaded.model, loaded.model)
+    assert timed.ratio == pytest.approx(0.47) and timed.ms == pytest.approx(4.7)
+    assert timed.calls == pytest.approx((0.40, 0.52, 0.47)) and timed.spread() == pytest.approx(0.12 / 0.47)
+
+
+def test_the_profile_measures_the_latency_models_error_as_shares_so_machine_drift_is_not_counted(tmp_path):
+    """A machine that runs 20% slower after the calibration changes every variant's milliseconds by 20%, but
+    not its share of the unpruned model timed beside it: the error `profile` reports must not move."""
+    from mobileprune.bench.latency_profile import profile_latency
+
+    class Drifting(FakeProbe):
+        def time(self, models, example, careful=False):
+            slower = 1.2 if careful else 1.0  # variants are timed carefully, the calibration is not
+            return [t * slower for t in super().time(models, example, careful)]
+
+    steady = profile_latency(_tiny(), {"cache_dir": str(tmp_path)}, variants=3, probe=FakeProbe()).to_json()
+    drifted = profile_latency(_tiny(), {"cache_dir": str(tmp_path)}, variants=3, probe=Drifting()).to_json()
+    assert [v["measured_ms"] for v in drifted["variants"]] == pytest.approx(
+        [1.2 * v["measured_ms"] for v in steady["variants"]], rel=1e-3
+    )
+    assert drifted["median_error"] == pytest.approx(steady["median_error"], abs=1e-3)
+    assert drifted["worst_error"] < 0.15  # the superlinear fake law, mispredicted by the bilinear tables

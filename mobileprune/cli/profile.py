@@ -56,7 +56,7 @@ def profile(
     if result.variants:
         print(
             f"{len(result.variants)} random pruned variants: median error {data['median_error']:.1%}, "
-            f"worst {data['worst_error']:.1%} (predicted vs measured)"
+            f"worst {data['worst_error']:.1%} (predicted vs measured share of the unpruned latency)"
         )
     if plot:
         print(f"wrote {plot_profile(result, plot)}")

@@ -117,7 +117,7 @@ def _latency(report: ShrinkReport) -> str:
     rows = "".join(
         f"<tr><td>{i + 1}</td><td>{_fmt(r.get('round_target'))}</td><td>{c.get('attempt', '')}</td>"
         f"<td>{_fmt(c.get('predicted'))}</td><td>{_fmt(c.get('measured', 'not timed'))}</td>"
-        f"<td>{_fmt(c.get('measured_ms', ''))}</td></tr>"
+        f"<td>{_fmt(c.get('measured_ms', ''))}</td><td>{_calls(c)}</td></tr>"
         for i, r in enumerate(latency.get("rounds") or [])
         for c in r.get("checks") or [{"predicted": r.get("predicted")}]  # a round before the last: predicted
     )
@@ -125,17 +125,25 @@ def _latency(report: ShrinkReport) -> str:
     if final:  # the written model against the unpruned one: the ratio the user asked for
         rows += (
             f"<tr><td>final check</td><td>{_fmt(report.target)}</td><td></td><td></td>"
-            f"<td>{_fmt(final.get('measured'))}</td><td>{_fmt(final.get('measured_ms'))}</td></tr>"
+            f"<td>{_fmt(final.get('measured'))}</td><td>{_fmt(final.get('measured_ms'))}</td><td>{_calls(final)}</td></tr>"
         )
     where = ", ".join(f"{k} {latency[k]}" for k in ("runtime", "precision", "threads", "machine") if k in latency)
-    head = "".join(f"<th>{h}</th>" for h in ("round", "target", "attempt", "predicted", "measured", "measured ms"))
+    columns = ("round", "target", "attempt", "predicted", "measured", "measured ms", "timing calls")
+    head = "".join(f"<th>{h}</th>" for h in columns)
     table = f"<table><tr>{head}</tr>{rows}</table>" if rows else ""
     return (
         f"<h2>Latency, measured</h2><p>{_e(where)}: predicted and measured latency as a share of the model each "
         f"round started from (the unpruned one in round 1), timed interleaved against the unpruned model; "
         f"rounds before the last are predicted only; the final check is the written model's share of the "
-        f"unpruned model's latency</p>{table}"
+        f"unpruned model's latency. Each measurement is the median of separate timing calls, whose range "
+        f"shows how much one call can be trusted on this machine</p>{table}"
     )
+
+
+def _calls(check: dict[str, Any]) -> str:
+    """The lowest and highest share of the check's timing calls (reports before they were kept: blank)."""
+    calls = check.get("calls")
+    return f"{min(calls):.3f}–{max(calls):.3f}" if calls else ""
 
 
 def _classes(worst: list[dict[str, Any]] | None, title: str = "The most damaged classes") -> str:

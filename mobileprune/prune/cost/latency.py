@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -31,6 +31,19 @@ from .latency_table import LatencyTable, LayerShape, layer_shapes
 
 ALLOCATE_PER = ("auto", "ms", "macs")
 CHECK_CALLS = 3  # separate timing calls per check (see LatencyCost.compare)
+
+
+class Timing(NamedTuple):
+    """A latency check: the ratio it settles on, that call's ms, and every call's ratio (their spread is
+    how far one call can be trusted on this machine; the in-call noise does not show it)."""
+
+    ratio: float
+    ms: float
+    calls: tuple[float, ...]
+
+    def spread(self) -> float:
+        """Largest minus smallest call ratio, relative to the ratio kept."""
+        return (max(self.calls) - min(self.calls)) / self.ratio if self.ratio else 0.0
 
 
 @COST_MODELS.register
@@ -187,19 +200,20 @@ class LatencyCost:
                 )
         return 8, f"on {name}, no channel multiple was measurably faster; kept the default 8"
 
-    def measure(self, removed: Mapping[str, int]) -> tuple[float, float]:
+    def measure(self, removed: Mapping[str, int]) -> Timing:
         """Measured latency of the model pruned as `removed` as a share of `baseline()`, and its ms.
 
         Timed interleaved against the unpruned model (the ratio the user asked for); after a round, that
         ratio is converted to a share of the model being pruned now through the predicted latency it started
         the round at. Latency does not depend on which channels go, so the copy loses each group's last units.
         """
-        ratio, ms = self.compare(self._reference, self._pruned_copy(removed))
-        return ratio * self.whole_ms / self._start_ms, ms
+        timed = self.compare(self._reference, self._pruned_copy(removed))
+        share = self.whole_ms / self._start_ms
+        return Timing(timed.ratio * share, timed.ms, tuple(r * share for r in timed.calls))
 
-    def compare(self, original: nn.Module, final: nn.Module) -> tuple[float, float]:
+    def compare(self, original: nn.Module, final: nn.Module) -> Timing:
         """Measured ratio final / original and the final model's ms: the median of CHECK_CALLS interleaved
-        timing calls (the ratio of the call with the median ratio, and its ms).
+        timing calls (the ratio of the call with the median ratio, and its ms), with every call's ratio.
 
         Interleaving cancels drift within a call, and the noise (the model against itself) is taken within a
         call; but each call opens new runtime sessions, and the ratio of the same two models moves between
@@ -208,7 +222,7 @@ class LatencyCost:
         """
         calls = [self.probe.time([original, final], self.example, careful=True) for _ in range(CHECK_CALLS)]
         base, ms = sorted(calls, key=lambda call: call[1] / call[0])[len(calls) // 2]
-        return ms / base, ms
+        return Timing(ms / base, ms, tuple(final_ms / base_ms for base_ms, final_ms in calls))
 
     def _pruned_copy(self, removed: Mapping[str, int]) -> nn.Module:
         """A copy of the model being pruned without each group's last `removed` units."""
