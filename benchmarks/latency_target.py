@@ -7,9 +7,12 @@
    `2`, allocated by damage per predicted ms and by damage per MAC (`--allocate-per`), each brought to the
    measured target; the default (`auto`) keeps the one with less predicted damage. All models timed in one
    interleaved run and scored on the 500 held-out even-class photos.
-3. The latency model's error on random pruned variants of V2 (predicted vs measured), and the profile PNG.
+3. The latency model's error on random pruned variants of V2 (predicted vs measured share of the unpruned
+   latency), channels removed in multiples of 8 (the default `--round-to`) and of 16; the profile PNG.
 
-4. `--round-to auto` on LiteRT: which channel multiple the runtime is fastest at, measured.
+4. `--round-to auto` on LiteRT: which channel multiple the runtime is fastest at, measured; when it is not
+   the default 8, what it buys: part 2's `--speedup 2` (default allocation) with that multiple and with 8,
+   timed together (three interleaved calls) and scored on the held-out photos.
 
 Writes benchmarks/results/latency_target.json, latency_target.png and profile_mobilenet_v2_litert_fp32.png.
 Run: `make bench-latency` (about 45 min on 2 cores; tables are cached in benchmarks/results/.latency-cache).
@@ -79,7 +82,7 @@ def main() -> None:
         results["accuracy"] = _accuracy(args, options, probe)
         _write(args.out, results)
     if "round_to" in parts:
-        results["round_to_auto"] = _round_to(options)
+        results["round_to_auto"] = _round_to(args, options, probe)
         print(results["round_to_auto"], flush=True)
         _write(args.out, results)
     if "model" not in parts:
@@ -89,6 +92,9 @@ def main() -> None:
     results["latency_model"] = profile.to_json()
     plot_profile(profile, HERE / "results" / "profile_mobilenet_v2_litert_fp32.png")
     print(f"latency model: median error {results['latency_model']['median_error']}", flush=True)
+    coarse = profile_latency(_load("mobilenet_v2"), options, args.variants, round_to=16)
+    results["latency_model_round_to_16"] = {k: v for k, v in coarse.to_json().items() if k != "layers"}
+    print(f"latency model, variants in multiples of 16: median error {coarse.to_json()['median_error']}", flush=True)
     _write(args.out, results)
 
 
@@ -166,14 +172,46 @@ def _accuracy(args, options, probe) -> dict:
     return out
 
 
-def _round_to(options: dict) -> dict:
-    """`--round-to auto` on the real runtime: does LiteRT prefer a channel multiple for MobileNetV2's layers?"""
+def _round_to(args, options: dict, probe) -> dict:
+    """`--round-to auto` on the real runtime: does LiteRT prefer a channel multiple for MobileNetV2's layers,
+    and, if it is not 8, is a 2x model rounded to it better than one rounded to 8 at the same measured speed?"""
     loaded = _load("mobilenet_v2")
     example = torch.randn(1, 3, 224, 224)
     graph = PruningGraph(loaded.model.eval(), example, [loaded.model.classifier])
     offered = {"model": loaded.model, "example": example, "groups": graph.groups}
     multiple, why = COST_MODELS.create("latency", offered=offered, **options).preferred_multiple()
-    return {"arch": "mobilenet_v2", "multiple": multiple, "why": why}
+    out: dict = {"arch": "mobilenet_v2", "multiple": multiple, "why": why}
+    print(out, flush=True)
+    if multiple == 8:
+        return out
+    split = build_split(args.split)
+    data, heldout = open_shrink_data(loaded.spec, split / "unlabeled", split / "heldout", distill=True)
+    loader = make_loader(heldout, 50, False, workers=1)
+    models = {}
+    for round_to in (multiple, 8):
+        pruned = _load("mobilenet_v2")
+        config = ShrinkConfig(
+            target=0.5, by="latency", schedule="oneshot", distill=True, round_to=round_to, cost_options=options
+        )
+        started = time.time()
+        report = shrink(pruned, config, data).report
+        out[f"2x, round_to {round_to}"] = {
+            "top1": evaluate(pruned.model.eval(), loader).top1,
+            "mac_ratio": report.ratios["macs"],
+            "measured_inside_shrink": report.achieved,
+            "allocated_per": report.latency["rounds"][-1]["allocated_per"],
+            "wall_s": round(time.time() - started, 1),
+        }
+        models[round_to] = pruned.model.eval()
+        print(round_to, out[f"2x, round_to {round_to}"], flush=True)
+    original = _load("mobilenet_v2").model.eval()
+    calls = [probe.time([original, *models.values()], example, careful=True) for _ in range(3)]
+    for i, round_to in enumerate(models, start=1):
+        ratios = sorted(call[i] / call[0] for call in calls)
+        out[f"2x, round_to {round_to}"].update(
+            measured_ratio=round(ratios[1], 4), measured_calls=[round(r, 4) for r in ratios]
+        )
+    return out
 
 
 def _write(path: Path, results: dict) -> None:

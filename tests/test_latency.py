@@ -177,6 +177,21 @@ def test_round_to_auto_finds_the_multiple_the_runtime_pads_to(tmp_path, pad, exp
     assert ("kept the default 8" in why) == (pad == 1)
 
 
+def test_round_to_auto_times_each_layers_widths_side_by_side_and_caches_them(tmp_path):
+    """Neighbouring widths differ by about as much as a machine drifts between calls: one call per layer."""
+    probe = FakeProbe(pad=16)
+    cost = _cost(_tiny(), probe, tmp_path)
+    calls = []
+    timed = probe.time
+    probe.time = lambda models, example, careful=False: calls.append((len(models), careful)) or timed(models, example)
+    assert cost.preferred_multiple()[0] == 16
+    assert calls == [(17, True)]  # the slowest dense layer's 17 widths, interleaved in one careful call
+    again = FakeProbe(pad=16)
+    cached = _cost(_tiny(), again, tmp_path)
+    before = again.calls
+    assert cached.preferred_multiple() == cost.preferred_multiple() and again.calls == before
+
+
 def test_round_to_auto_shrinks_to_the_measured_multiple(tmp_path, monkeypatch):
     monkeypatch.setattr(probe_module, "RuntimeProbe", lambda *args, **kwargs: FakeProbe(pad=16))
     monkeypatch.setattr(probe_module, "check_runtime", lambda *a: None)
@@ -185,7 +200,7 @@ def test_round_to_auto_shrinks_to_the_measured_multiple(tmp_path, monkeypatch):
         target=0.7, by="latency", allocation="uniform", round_to="auto", cost_options={"cache_dir": str(tmp_path)}
     )
     report = shrink(loaded, config).report
-    assert report.latency["round_to"] == 16 and "pads to it" in report.latency["round_to_auto"]
+    assert report.latency["round_to"] == 16 and "pads channels to multiples of 16" in report.latency["round_to_auto"]
     changed = [g for g in report.groups if g["after"] != g["before"]]
     assert changed and all(g["after"] % 16 == 0 for g in changed)
 
@@ -312,3 +327,24 @@ def test_the_profile_measures_the_latency_models_error_as_shares_so_machine_drif
     )
     assert drifted["median_error"] == pytest.approx(steady["median_error"], abs=1e-3)
     assert drifted["worst_error"] < 0.15  # the superlinear fake law, mispredicted by the bilinear tables
+
+
+def test_the_profiles_variants_lose_channels_in_multiples_of_round_to(tmp_path):
+    """`profile --round-to 16` checks the latency model on widths a `--round-to 16` shrink would leave."""
+    from mobileprune.bench.latency_profile import profile_latency
+
+    timed = []
+
+    class Recording(FakeProbe):
+        def time(self, models, example, careful=False):
+            if careful:  # a variant, timed against the unpruned model
+                timed.append([m.out_channels for m in models[1].modules() if isinstance(m, nn.Conv2d)])
+            return super().time(models, example, careful)
+
+    loaded = _tiny()
+    full = [m.out_channels for m in loaded.model.modules() if isinstance(m, nn.Conv2d)]
+    options = {"cache_dir": str(tmp_path)}
+    profile = profile_latency(loaded, options, variants=2, probe=Recording(), round_to=16).to_json()
+    assert profile["round_to"] == 16 and timed
+    for widths in timed:
+        assert widths != full and all((f - w) % 16 == 0 or w == 1 for f, w in zip(full, widths, strict=True))

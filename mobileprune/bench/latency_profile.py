@@ -42,6 +42,7 @@ class LatencyProfile:
     noise: float
     layers: list[LayerTime]
     variants: list[dict[str, float]] = field(default_factory=list)  # predicted vs measured share of unpruned
+    round_to: int = 8  # the variants' channels are removed in multiples of this
 
     def errors(self) -> list[float]:
         return [abs(v["predicted"] / v["measured"] - 1) for v in self.variants]
@@ -57,15 +58,23 @@ class LatencyProfile:
             "noise": round(self.noise, 4),
             "layers": [layer.__dict__ for layer in self.layers],
             "variants": self.variants,
+            "round_to": self.round_to,
             "median_error": round(errors[len(errors) // 2], 4) if errors else None,
             "worst_error": round(errors[-1], 4) if errors else None,
         }
 
 
 def profile_latency(
-    loaded, options: dict[str, Any], variants: int = 0, seed: int = 0, probe=None, progress: Progress = SILENT
+    loaded,
+    options: dict[str, Any],
+    variants: int = 0,
+    seed: int = 0,
+    probe=None,
+    progress: Progress = SILENT,
+    round_to: int = 8,
 ) -> LatencyProfile:
-    """Per-layer latency of `loaded.model` on the runtime in `options`, and `variants` predicted-vs-measured checks."""
+    """Per-layer latency of `loaded.model` on the runtime in `options`, and `variants` predicted-vs-measured checks
+    on copies with channels removed in multiples of `round_to` (as `shrink --round-to` would)."""
     model, size = loaded.model.eval(), loaded.spec.input_size
     example = torch.randn(1, 3, size, size)
     classifier = classifier_module(model, loaded.spec)
@@ -82,12 +91,15 @@ def profile_latency(
     result = LatencyProfile(
         loaded.spec.arch, cost.probe.key(), cost.whole_ms, cost.fixed_ms, cost.scale, cost.noise, layers
     )
+    result.round_to = round_to
     rng = random.Random(seed)
     with progress.task(f"timing {variants} random pruned variants", variants) as bar:
         for _ in range(variants):
             keep = rng.uniform(0.3, 0.9)
             removed = {
-                g.name: min(len(g.units) - 1, int(len(g.units) * (1 - keep) * rng.uniform(0.5, 1.5)) // 8 * 8)
+                g.name: min(
+                    len(g.units) - 1, int(len(g.units) * (1 - keep) * rng.uniform(0.5, 1.5)) // round_to * round_to
+                )
                 for g in cost.groups
             }
             removed = {k: v for k, v in removed.items() if v > 0}

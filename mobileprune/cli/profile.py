@@ -10,6 +10,7 @@ from rich.table import Table
 from .. import api
 from ..atomic import write_json
 from ..bench.latency_profile import plot_profile, profile_latency
+from ..errors import UserError
 from ..progress import Progress
 from .app import app
 from .options import with_options
@@ -25,6 +26,7 @@ def profile(
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 file.")] = "fp32",
     cache_dir: Annotated[str, typer.Option(help="Latency table folder [~/.cache/mobileprune/latency].")] = "",
     variants: Annotated[int, typer.Option(help="Random pruned variants to time against the prediction.")] = 5,
+    round_to: Annotated[int, typer.Option(help="The variants' channels are removed in multiples of this.")] = 8,
     plot: Annotated[Path | None, typer.Option(help="Write the picture here (PNG).")] = None,
     as_json: Annotated[Path | None, typer.Option("--json", help="Write the numbers here.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars or log lines.")] = False,
@@ -36,7 +38,9 @@ def profile(
     LatencyCost.check(options)
     console = Console(quiet=quiet)
     loaded = api.load_model(model, **load_args)
-    result = profile_latency(loaded, options, variants, progress=Progress(console, bars=not quiet))
+    if round_to < 1:
+        raise UserError(f"--round-to must be a whole number of at least 1, not {round_to}")
+    result = profile_latency(loaded, options, variants, progress=Progress(console, bars=not quiet), round_to=round_to)
     table = Table(title=f"{result.model} on {runtime} {precision}, {threads} thread(s): {result.unpruned_ms:.3f} ms")
     for column in ("layer", "shape", "ms (alone)", "% time", "% MACs"):
         table.add_column(column, justify="left" if column in ("layer", "shape") else "right")
@@ -56,7 +60,8 @@ def profile(
     if result.variants:
         print(
             f"{len(result.variants)} random pruned variants: median error {data['median_error']:.1%}, "
-            f"worst {data['worst_error']:.1%} (predicted vs measured share of the unpruned latency)"
+            f"worst {data['worst_error']:.1%} (predicted vs measured share of the unpruned latency; channels "
+            f"removed in multiples of {round_to})"
         )
     if plot:
         print(f"wrote {plot_profile(result, plot)}")

@@ -170,35 +170,26 @@ class LatencyCost:
     def preferred_multiple(self) -> tuple[int, str]:
         """The channel multiple this runtime is fastest at (`--round-to auto`), measured, with why.
 
-        On the dense layer the tables say is slowest, 17 output widths are timed (two multiples of 16 apart).
-        A runtime that pads channels to a tile of m charges a width between two multiples of m like the next
-        one: its time sits most of the way from the straight line through the multiples up to the next
-        multiple's. The largest m where it does is the answer; with none, the default 8 stays.
+        On the dense layer the tables say is slowest, 17 output widths (two multiples of 16 apart) are timed
+        side by side. A runtime that pads channels to a tile of m charges a width between two multiples of m
+        like the next one, or more (a remainder path): its time sits most of the way from the straight line
+        through the multiples up to the next multiple's. The largest m where it does is the answer; with
+        none, the default 8 stays. The slowest layer, not a vote of several: on XNNPACK the remainder costs
+        most at large spatial sizes, where most of the time goes, and little on 7×7 maps.
         """
-        dense = [n for n, shape in self.shapes.items() if shape.kind == "conv" and shape.cout >= 24]
+        dense = [n for n, shape in self.shapes.items() if shape.kind == "conv" and shape.cout >= 32]
         if not dense:
-            return 8, "no dense layer of 24 or more channels to measure; kept the default 8"
+            return 8, "no dense layer of 32 or more channels to measure; kept the default 8"
         name = max(dense, key=lambda n: self.table.ms(self.shapes[n], self.shapes[n].cin, self.shapes[n].cout))
         shape = self.shapes[name]
         top = shape.cout // 16 * 16
-        widths = list(range(top - 16, top + 1))
-        times = self.table.widths(shape, widths, self.progress)
-        for multiple in (16, 8, 4):
-            fractions = []
-            for w in widths:
-                if w % multiple:
-                    low, high = w // multiple * multiple, (w // multiple + 1) * multiple
-                    line = times[low] + (times[high] - times[low]) * (w - low) / multiple
-                    step = times[high] - line
-                    fractions.append((times[w] - line) / step if step > 1e-9 else 0.0)
-            fractions.sort()
-            median = fractions[len(fractions) // 2]
-            if median >= 0.5:
-                return multiple, (
-                    f"on {name}, widths between multiples of {multiple} cost {median:.0%} of the way to the next "
-                    "multiple: the runtime pads to it"
-                )
-        return 8, f"on {name}, no channel multiple was measurably faster; kept the default 8"
+        multiple, share = _padded_multiple(self.table.widths(shape, list(range(top - 16, top + 1)), self.progress))
+        if multiple == 1:
+            return 8, f"on {name}, no channel multiple was measurably faster; kept the default 8"
+        return multiple, (
+            f"on {name}, widths between multiples of {multiple} cost {share:.0%} of the way to the next multiple: "
+            f"the runtime pads channels to multiples of {multiple}"
+        )
 
     def measure(self, removed: Mapping[str, int]) -> Timing:
         """Measured latency of the model pruned as `removed` as a share of `baseline()`, and its ms.
@@ -234,3 +225,22 @@ class LatencyCost:
                 order = torch.arange(group.channels, 0, -1, dtype=torch.float32)
                 graph.prune(group.name, group.channels_to_remove(order, units))
         return pruned
+
+
+def _padded_multiple(times: Mapping[int, float]) -> tuple[int, float]:
+    """The largest multiple (16, 8, 4) whose in-between widths cost at least half the way from the straight
+    line through the multiples up to the next multiple (median over those widths), and that median; 1 if none."""
+    widths = sorted(times)
+    for multiple in (16, 8, 4):
+        fractions = []
+        for w in widths:
+            if w % multiple:
+                low, high = w // multiple * multiple, (w // multiple + 1) * multiple
+                line = times[low] + (times[high] - times[low]) * (w - low) / multiple
+                step = times[high] - line
+                fractions.append((times[w] - line) / step if step > 1e-9 else 0.0)
+        fractions.sort()
+        median = fractions[len(fractions) // 2]
+        if median >= 0.5:
+            return multiple, median
+    return 1, 0.0
