@@ -89,9 +89,15 @@ def profile_latency(
         for name, shape in cost.shapes.items()
     ]
     result = LatencyProfile(
-        loaded.spec.arch, cost.probe.key(), cost.whole_ms, cost.fixed_ms, cost.scale, cost.noise, layers
+        loaded.spec.arch,
+        cost.probe.key(),
+        cost.whole_ms,
+        cost.fixed_ms,
+        cost.scale,
+        cost.noise,
+        layers,
+        round_to=round_to,
     )
-    result.round_to = round_to
     rng = random.Random(seed)
     with progress.task(f"timing {variants} random pruned variants", variants) as bar:
         for _ in range(variants):

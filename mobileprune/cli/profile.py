@@ -35,11 +35,11 @@ def profile(
     from ..prune.cost.latency import LatencyCost
 
     options = {"runtime": runtime, "threads": threads, "precision": precision, "cache_dir": cache_dir}
+    if round_to < 1:
+        raise UserError(f"--round-to must be a whole number of at least 1, not {round_to}")
     LatencyCost.check(options)
     console = Console(quiet=quiet)
     loaded = api.load_model(model, **load_args)
-    if round_to < 1:
-        raise UserError(f"--round-to must be a whole number of at least 1, not {round_to}")
     result = profile_latency(loaded, options, variants, progress=Progress(console, bars=not quiet), round_to=round_to)
     table = Table(title=f"{result.model} on {runtime} {precision}, {threads} thread(s): {result.unpruned_ms:.3f} ms")
     for column in ("layer", "shape", "ms (alone)", "% time", "% MACs"):
