@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,15 +96,34 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     for sibling in out.parent.glob(f".{out.name}.*"):
         if not sibling.is_dir() or sibling.is_symlink() or not sibling.name.endswith((".tmp", ".old")):
             continue
-        middle = sibling.name[len(out.name) + 2 :].split(".")[0]
-        if middle.isdigit():
-            stale = not _process_alive(int(middle))
-        else:
-            stale = time.time() - sibling.stat().st_mtime > STALE_LEGACY_S
-        if stale:
+        if _abandoned(sibling, sibling.name[len(out.name) + 2 :]):
             shutil.rmtree(sibling, ignore_errors=True)
             removed.append(sibling)
     return removed
+
+
+def scratch_folder(owner: object, prefix: str) -> Path:
+    """A private folder in the system's temp dir, removed when `owner` is garbage-collected or the process
+    exits. The process id is in its name, so folders of `prefix` that killed processes left behind (no exit
+    handler runs on SIGKILL or a crash) are removed here, when the next one is made."""
+    root = Path(tempfile.gettempdir())
+    for left in root.glob(f"{prefix}*"):
+        if left.is_symlink() or not left.is_dir():
+            continue
+        if _abandoned(left, left.name[len(prefix) :]):
+            shutil.rmtree(left, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}."))
+    weakref.finalize(owner, shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def _abandoned(folder: Path, rest_of_name: str) -> bool:
+    """Whether a temporary folder was left by a process that is gone: its name goes on with the writer's
+    process id (older versions' names did not; theirs count as abandoned after STALE_LEGACY_S)."""
+    middle = rest_of_name.split(".")[0]
+    if middle.isdigit():
+        return not _process_alive(int(middle))
+    return time.time() - folder.stat().st_mtime > STALE_LEGACY_S
 
 
 def _process_alive(pid: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import importlib
 import math
 
@@ -252,6 +253,11 @@ def test_the_phone_probe_times_converted_layers_with_benchmark_model_over_adb(tm
     assert calls.count("push") == 1  # the same module is converted and pushed once
     assert "taskset f0 /data/local/tmp/benchmark_model" in calls and "--num_threads=2" in calls
     assert "getprop ro.product.model" in calls
+    local = phone._folder
+    assert local.is_dir()
+    del phone
+    gc.collect()  # a probe that is gone leaves nothing behind, here or on the phone
+    assert not local.exists() and "shell rm -f /data/local/tmp/mobileprune-probe-1.tflite" in log.read_text()
 
 
 def test_device_adb_is_only_for_latency_targets(run_cli, tmp_path):

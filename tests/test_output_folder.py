@@ -1,12 +1,14 @@
 """--out rules: never replace what is not ours, never replace anything without --force, clean up after kills."""
 
+import gc
 import os
+import tempfile
 
 import pytest
 
 from mobileprune import ShrinkConfig, UserError, load_model, save_output, shrink
 from mobileprune.artifacts.shrink_folder import check_output_dir, is_shrink_output
-from mobileprune.atomic import atomic_folder
+from mobileprune.atomic import atomic_folder, scratch_folder
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +71,25 @@ def test_temporaries_of_killed_runs_are_removed_by_the_next_run(tmp_path):
     (dead / "model.pt2").write_bytes(b"half a model")
     check_output_dir(out)
     assert not dead.exists() and alive.exists()
+
+
+def test_a_scratch_folder_goes_with_its_owner_and_sweeps_what_killed_processes_left(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = tmp_path / f"mobileprune-probe-{2**22 + 12345}.abcd"  # above the default pid_max: no such process
+    alive = tmp_path / f"mobileprune-probe-{os.getppid()}.efgh"
+    other = tmp_path / f"mobileprune-split-{2**22 + 12345}.ijkl"  # another prefix: not ours to judge
+    for folder in (dead, alive, other):
+        folder.mkdir()
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    folder = scratch_folder(owner, "mobileprune-probe-")
+    assert folder.parent == tmp_path and folder.name.startswith(f"mobileprune-probe-{os.getpid()}.")
+    assert not dead.exists() and alive.exists() and other.exists()
+    (folder / "1").mkdir()
+    (folder / "1" / "model.tflite").write_bytes(b"TFL3")
+    del owner
+    gc.collect()
+    assert not folder.exists()

@@ -12,14 +12,15 @@ the conv alone and not the layout transposes a whole network pays once.
 from __future__ import annotations
 
 import platform
-import tempfile
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn as nn
 
+from ..atomic import scratch_folder
 from ..errors import UserError
 from ..export.base import FORMATS, ExportRequest
 from ..models import ModelSpec
@@ -27,6 +28,9 @@ from ..quiet import native_output_silenced
 from .measure import threads_restored, time_interleaved
 from .runtimes import RUNTIMES, CannotRun
 from .stats import LatencyStats
+
+if TYPE_CHECKING:
+    from .android import AdbDevice
 
 
 class LatencyProbe(Protocol):
@@ -83,7 +87,7 @@ class RuntimeProbe:
     def __init__(self, runtime: str, threads: int = 1, precision: str = "fp32", runs: int = 30, min_seconds=0.3):
         self.runtime, self.exporter = check_runtime(runtime, threads, precision)
         self.threads, self.precision, self.runs, self.min_seconds = threads, precision, runs, min_seconds
-        self._folder = Path(tempfile.mkdtemp(prefix="mobileprune-probe-"))
+        self._folder = scratch_folder(self, "mobileprune-probe-")  # converted files: gone with the probe
         self._count = 0
         self._written: dict[tuple, tuple[nn.Module, Path]] = {}  # a model timed again is not converted again
 
@@ -146,6 +150,7 @@ class PhoneProbe(RuntimeProbe):
         self.binary = self.phone.prepare()
         self.model_name = self.phone.shell("getprop", "ro.product.model").strip() or "unknown phone"
         self._remote: dict[Path, str] = {}
+        weakref.finalize(self, _remove_from_phone, self.phone, self._remote)  # the phone's copies go too
 
     def key(self) -> dict[str, str]:
         return {
@@ -166,3 +171,13 @@ class PhoneProbe(RuntimeProbe):
             timing = self.phone.time_file(self.binary, remote, self.threads, runs, 3, seconds)
             out.append(timing.median_ms if timing.median_ms is not None else timing.mean_ms)
         return out
+
+
+def _remove_from_phone(phone: AdbDevice, remote: dict[Path, str]) -> None:
+    """Best effort: a phone unplugged meanwhile keeps its copies, and that must not fail the run."""
+    paths = list(remote.values())
+    for start in range(0, len(paths), 200):  # a shell command line has a length limit
+        try:
+            phone.shell("rm", "-f", *paths[start : start + 200])
+        except Exception:  # noqa: BLE001 - nothing the user can act on at exit
+            return
