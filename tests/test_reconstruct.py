@@ -230,3 +230,22 @@ def test_the_map_before_global_pooling_is_found_even_when_its_values_are_tiny():
     model = load_model("mobilenet_v2", arch_kwargs={"width_mult": 0.25}, input_size=64).model.eval()
     assert pooled_from(model, "classifier.1", torch.randn(2, 3, 64, 64)) == "features.18.2"
     assert pooled_from(model, "features.18.0", torch.randn(2, 3, 64, 64)) is None  # not a linear
+
+
+def test_moments_are_float64_products_from_float32_without_losing_the_spread_to_the_offset():
+    """Activations far from zero (post-ReLU means) make a plain float32 product round the covariance away."""
+    from mobileprune.prune.moments import cross_moments
+
+    torch.manual_seed(0)
+    a, b = torch.rand(40000, 64) * 2 + 6, torch.rand(40000, 8) - 9
+    exact = a.double().T @ b.double()
+    mean_a, mean_b = a.double().mean(0), b.double().mean(0)
+
+    def covariance_error(product: torch.Tensor) -> float:
+        truth = exact / len(a) - torch.outer(mean_a, mean_b)
+        return float((product / len(a) - torch.outer(mean_a, mean_b) - truth).norm() / truth.norm())
+
+    ours, plain = cross_moments(a, b), (a.T @ b).double()
+    assert ours.dtype == torch.float64 and torch.allclose(ours, exact, rtol=1e-6)
+    assert covariance_error(ours) < 1e-5 < covariance_error(plain) / 10
+    assert torch.allclose(cross_moments(a, a), a.double().T @ a.double(), rtol=1e-6)

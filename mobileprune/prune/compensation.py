@@ -37,6 +37,7 @@ import torch.nn as nn
 
 from ..channels_last import channels_last
 from .global_pooling import pooled_maps
+from .moments import cross_moments
 
 RIDGE = 1e-3  # relative to the mean kept-channel variance: keeps Σ_RR invertible for dead or duplicate channels
 # A covariance from fewer samples than this many per channel is not trusted: with fewer samples than
@@ -65,10 +66,9 @@ class InputStatistics:
         pooled = pooled_maps(model, layers, batches[0][:2])
 
         def accumulate(name: str, rows: torch.Tensor) -> None:
-            rows = rows.double()
             count[name] = count.get(name, 0) + rows.shape[0]
-            sums[name] = sums.get(name, 0) + rows.sum(0)
-            products[name] = products.get(name, 0) + rows.T @ rows
+            sums[name] = sums.get(name, 0) + rows.sum(0).double()
+            products[name] = products.get(name, 0) + cross_moments(rows, rows)
 
         def make_hook(name: str):
             def hook(module, args):

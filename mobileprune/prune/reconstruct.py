@@ -36,6 +36,7 @@ from ..channels_last import channels_last
 from .global_pooling import pooled_maps
 from .graph import PruningGraph, is_depthwise
 from .layer_inputs import LayerInputs, LayerOutputs
+from .moments import cross_moments
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def reconstruct(
             if name in pooled:
                 source = pooled[name]
                 head = original.get_submodule(name)
-                target = F.linear(torch.cat(targets.of(source)), head.weight.double(), _double(head.bias))
+                target = F.linear(torch.cat(targets.of(source)), head.weight.float(), _float(head.bias))
                 maps = inputs.of(source, output=True)
                 rows = torch.cat([_sampled(y, picks[source][b]) for b, y in enumerate(maps)])
             else:
@@ -125,8 +126,8 @@ def reconstruct(
         return fits
 
 
-def _double(bias: torch.Tensor | None) -> torch.Tensor | None:
-    return None if bias is None else bias.double()
+def _float(bias: torch.Tensor | None) -> torch.Tensor | None:
+    return None if bias is None else bias.float()
 
 
 def _positions(
@@ -164,16 +165,16 @@ def _positions(
 def _sampled(y: torch.Tensor, pick: torch.Tensor | None) -> torch.Tensor:
     """A layer's output `y` at the sampled positions (samples × out features)."""
     if pick is None:
-        return y.reshape(-1, y.shape[-1]).double()
+        return y.reshape(-1, y.shape[-1]).float()
     n, c, h, w = y.shape
     flat = y.reshape(n, c, h * w)
-    return torch.gather(flat, 2, pick[:, None, :].expand(n, c, pick.shape[1])).permute(0, 2, 1).reshape(-1, c).double()
+    return torch.gather(flat, 2, pick[:, None, :].expand(n, c, pick.shape[1])).permute(0, 2, 1).reshape(-1, c).float()
 
 
 def _inputs_at(layer: nn.Module, inp: torch.Tensor, pick: torch.Tensor | None) -> torch.Tensor:
     """The layer's input `inp` at the sampled output positions (samples × in features·kernel)."""
     if isinstance(layer, nn.Linear):
-        return inp.reshape(-1, inp.shape[-1]).double()
+        return inp.reshape(-1, inp.shape[-1]).float()
     cols = F.unfold(inp, layer.kernel_size, layer.dilation, layer.padding, layer.stride)  # n × (c·k) × positions
     n, features, _ = cols.shape
     count = pick.shape[1]
@@ -181,7 +182,7 @@ def _inputs_at(layer: nn.Module, inp: torch.Tensor, pick: torch.Tensor | None) -
         torch.gather(cols, 2, pick[:, None, :].expand(n, features, count))
         .permute(0, 2, 1)
         .reshape(-1, features)
-        .double()
+        .float()
     )
 
 
@@ -194,26 +195,26 @@ def _refit(name: str, layer: nn.Module, x: torch.Tensor, y: torch.Tensor, ridge:
     with the (large) design matrix for the residual, one for the fit's error, and the held-out fifth's
     normal equations are subtracted from the whole set's rather than the other four fifths copied out.
     """
-    weight = layer.weight.detach().reshape(layer.weight.shape[0], -1).double()  # out × in·k
-    bias = layer.bias.detach().double() if layer.bias is not None else None
+    weight = layer.weight.detach().reshape(layer.weight.shape[0], -1).float()  # out × in·k
+    bias = layer.bias.detach().float() if layer.bias is not None else None
     design = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)], 1) if bias is not None else x
     current = torch.cat([weight, bias[:, None]], 1) if bias is not None else weight
-    norm = float(y.pow(2).sum().clamp_min(1e-12))
+    norm = float(_energy(y)) or 1e-12
     residual = y - design @ current.T
-    before = float(residual.pow(2).sum()) / norm
+    before = _energy(residual) / norm
     if before < EXACT:  # the layer already reproduces the original: nothing of its inputs was lost
         return LayerFit(name, before, before)
-    gram, rhs = design.T @ design, design.T @ residual
+    gram, rhs = cross_moments(design, design), cross_moments(design, residual)  # float64 (moments.py)
     if ridge is None:
         held = _held_out(design.shape[0], design.device)
         held_design, held_residual = design[held], residual[held]
-        held_gram, held_rhs = held_design.T @ held_design, held_design.T @ held_residual
+        held_gram, held_rhs = cross_moments(held_design, held_design), cross_moments(held_design, held_residual)
         ridge = _choose_ridge(gram - held_gram, rhs - held_rhs, held_design, held_residual)
     change = _solve(gram, rhs, ridge)
-    after = float((residual - design @ change.T).pow(2).sum()) / norm
+    after = _energy(residual - design @ change.T.float()) / norm
     if after > before:  # cannot happen for a ridge towards the current weights; keep them if rounding says so
         return LayerFit(name, before, before)
-    fitted = current + change
+    fitted = current.double() + change
     new_weight = fitted[:, : weight.shape[1]] if bias is not None else fitted
     layer.weight.copy_(new_weight.reshape(layer.weight.shape).to(layer.weight.dtype))
     if bias is not None:
@@ -223,6 +224,11 @@ def _refit(name: str, layer: nn.Module, x: torch.Tensor, y: torch.Tensor, ridge:
 
 EXACT = 1e-9  # relative squared error below which a layer's output is the original's up to float32 rounding
 RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def _energy(x: torch.Tensor) -> float:
+    """Sum of squares (torch's float32 sum is pairwise: relative rounding near 1e-7 at these sizes)."""
+    return float(x.pow(2).sum())
 
 
 def _held_out(samples: int, device: torch.device) -> torch.Tensor:
@@ -240,7 +246,7 @@ def _choose_ridge(
     errors = []
     for strength in RIDGES:
         change = _solve(gram, rhs, strength)
-        errors.append(float((held_residual - held_design @ change.T).pow(2).sum()))
+        errors.append(_energy(held_residual - held_design @ change.T.float()))
     return RIDGES[min(range(len(RIDGES)), key=errors.__getitem__)]
 
 
