@@ -8,6 +8,7 @@ from conftest import SkipAroundTheChain, redundant_pair, write_images
 
 from mobileprune import ShrinkConfig, load_model, shrink
 from mobileprune.errors import UserError
+from mobileprune.progress import Progress
 from mobileprune.prune.block_chain import capture_input
 from mobileprune.prune.graph import PruningGraph
 from mobileprune.prune.layer_inputs import LayerInputs, LayerOutputs
@@ -87,10 +88,15 @@ def test_rounds_of_allocation_hit_the_target_and_report_the_reconstruction(colou
         distill=True,
         workers=0,
     )
-    result = shrink(loaded, config, colour_data)
+    lines: list[str] = []
+    progress = Progress()
+    progress.log = lines.append
+    result = shrink(loaded, config, colour_data, progress=progress)
     report = result.report
     assert abs(report.achieved - 0.5) <= 0.01
     assert report.allocation["strategy"].endswith(f"in {rounds} rounds") == (rounds > 1)
+    started = [line for line in lines if line.startswith("round ")]  # each later round says how long is left
+    assert len(started) == rounds - 1 and all(" a round so far; about " in line for line in started)
     fitted = 32 if mirror else 16  # each image and, by default, its mirror image
     probed = 16 if mirror else 8  # the 8 probe images (and mirrors) are left out of the probes' statistics
     assert f"predicted from kept ones ({fitted - probed} other images" in report.allocation["strategy"]

@@ -249,13 +249,22 @@ def round_targets(run: ShrinkRun) -> Iterator[float]:
     rounds = run.rounds = run.config.rounds_for(has_data=not run.data_free)
     if rounds > 1 and run.config.rounds == AUTO:
         run.progress.log(f"allocating in {rounds} rounds, re-measuring in between (--rounds auto; --rounds 1: one)")
+    start = time.time()
     for r in range(1, rounds + 1):
         run.round = r
         if r > 1:
             build_graph(run)  # the pruned model has new shapes: new groups and costs
-            run.progress.log(f"round {r} of {rounds}: re-measuring on the model pruned so far")
+            pace = (time.time() - start) / (r - 1)
+            run.progress.log(
+                f"round {r} of {rounds}: re-measuring on the model pruned so far "
+                f"({_duration(pace)} a round so far; about {_duration(pace * (rounds - r + 1))} to go at that pace)"
+            )
         overall = 1 - (1 - run.config.target) * r / rounds
         yield min(1.0, overall * run.base_cost / run.cost.baseline())
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def allocate_channels(run: ShrinkRun, target: float) -> None:
