@@ -78,8 +78,8 @@ def main() -> None:
             )
             print(row, flush=True)
             _write(args.out, results)
-    if "accuracy" in parts:
-        results["accuracy"] = _accuracy(args, options, probe)
+    if "accuracy" in parts:  # with --merge, speed-ups not asked this time keep their rows (each says its version)
+        results["accuracy"] = {**(results.get("accuracy", {}) if args.merge else {}), **_accuracy(args, options, probe)}
         _write(args.out, results)
     if "round_to" in parts:
         results["round_to_auto"] = _round_to(args, options, probe)
@@ -169,6 +169,8 @@ def _accuracy(args, options, probe) -> dict:
     out["noise"] = round(abs(times[0] / times[1] - 1), 4)
     for (speedup, per), ms in zip(names, times[2:], strict=True):
         out[f"{speedup:g}x"][per]["measured_speedup"] = round(base / ms, 4)
+        out[f"{speedup:g}x"]["noise"] = out["noise"]
+        out[f"{speedup:g}x"]["mobileprune"] = versions()["mobileprune"]
     return out
 
 

@@ -66,3 +66,19 @@ def test_damage_curve_interpolates_and_extrapolates():
     assert curve.at(2) == pytest.approx(0.5)
     assert curve.at(6) == pytest.approx(2.0)
     assert curve.at(10) == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("unit", [1e-3, 1.0, 1e6])  # milliseconds saved by a step, MACs, ...
+def test_damage_is_weighed_by_what_a_step_saves_in_any_unit(mnv1, unit):
+    """A step saving 0.02 ms must count 10x cheaper than one saving 0.002 ms, as with MACs: a floor of 1
+    on the saving once made `--by latency`'s damage per ms ignore the milliseconds altogether."""
+    from mobileprune.prune.allocate.magnitude import MagnitudeAllocation
+
+    graph, _ = mnv1
+    group = graph.groups[0]
+    sensitivity = SensitivityAllocation({group.name: DamageCurve(((0, 0.0), (8, 1.0)))}, "test")
+    magnitude = MagnitudeAllocation()
+    magnitude.cumulative = {group.name: [i / len(group.units) for i in range(len(group.units) + 1)]}
+    for strategy in (sensitivity, magnitude):
+        small, large = (strategy.step_cost(group, 0, 1, saved) for saved in (2 * unit, 20 * unit))
+        assert small == pytest.approx(10 * large) and large > 0

@@ -39,7 +39,7 @@ class MagnitudeAllocation(AllocationStrategy):
 
     def step_cost(self, group: ChannelGroup, now: int, after: int, saved: float) -> float:
         share = self.cumulative[group.name]
-        return (share[after] - share[now]) / max(saved, 1)
+        return (share[after] - share[now]) / saved  # the engine offers only steps that save something
 
     def describe(self) -> str:
         cap = f"at most {self.max_fraction:.0%} of a group"

@@ -151,7 +151,7 @@ class SensitivityAllocation(AllocationStrategy):
 
     def step_cost(self, group: ChannelGroup, now: int, after: int, saved: float) -> float:
         curve = self.curves[group.name]
-        return (curve.at(after) - curve.at(now)) / max(saved, 1)
+        return (curve.at(after) - curve.at(now)) / saved  # the engine offers only steps that save something
 
     def describe(self) -> str:
         return f"sensitivity ({self.source})"
