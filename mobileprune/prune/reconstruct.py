@@ -199,7 +199,7 @@ def _refit(name: str, layer: nn.Module, x: torch.Tensor, y: torch.Tensor, ridge:
     bias = layer.bias.detach().float() if layer.bias is not None else None
     design = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)], 1) if bias is not None else x
     current = torch.cat([weight, bias[:, None]], 1) if bias is not None else weight
-    norm = float(_energy(y)) or 1e-12
+    norm = max(_energy(y), 1e-12)
     residual = y - design @ current.T
     before = _energy(residual) / norm
     if before < EXACT:  # the layer already reproduces the original: nothing of its inputs was lost
