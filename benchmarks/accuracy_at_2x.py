@@ -110,6 +110,7 @@ def main() -> None:
     recon_batches = fitting_batches(data.calibration_set(), args.reconstruct_images, 32, 0, mirror)
     recipe = f"{sum(len(b) for b in recon_batches) // (2 if mirror else 1)} photos" + (" + mirrors" if mirror else "")
     recipe += ", classifier at positions"  # rows before it fitted the pooled classifier on one vector per image
+    recipe += ", residual blocks to their outputs"  # rows before it fitted a block's last layer to its own output
     kd_loader = make_loader(
         data.train.with_transform(train_transform(spec.input_size, spec.mean, spec.std, RECOVERY.crop_scale)),
         32,

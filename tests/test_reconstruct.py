@@ -9,10 +9,11 @@ from conftest import SkipAroundTheChain, redundant_pair, write_images
 from mobileprune import ShrinkConfig, load_model, shrink
 from mobileprune.errors import UserError
 from mobileprune.progress import Progress
-from mobileprune.prune.block_chain import capture_input
+from mobileprune.prune.block_chain import capture_input, capture_output
 from mobileprune.prune.graph import PruningGraph
 from mobileprune.prune.layer_inputs import LayerInputs, LayerOutputs
 from mobileprune.prune.reconstruct import reconstruct, refittable_layers
+from mobileprune.prune.skip_connections import skip_blocks
 from mobileprune.train.data import open_data
 
 
@@ -65,6 +66,56 @@ def test_reconstruction_changes_nothing_when_nothing_was_removed():
         assert fit.error_before < 1e-10 and fit.error_after < 1e-10
     for (name, a), (_, b) in zip(original.state_dict().items(), copy_.state_dict().items(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_residual_blocks_are_found_by_their_arithmetic_not_their_class():
+    model = _tiny()
+    layers = refittable_layers(model)
+    found = skip_blocks(model, layers, _batches(1)[0])
+    residual = [name for name, m in model.named_modules() if getattr(m, "use_res_connect", False)]
+    assert residual and sorted(s.block for s in found.values()) == sorted(residual)
+    for layer, skip in found.items():
+        inside = [n for n in layers if n.startswith(skip.block + ".")]
+        assert layer == inside[-1]  # the block's last re-fitted layer
+    # the same block with a non-linearity after its last layer does not add an affine map of it
+    plain = copy.deepcopy(model)
+    block = plain.features[3]
+    block.conv.append(torch.nn.ReLU())
+    assert "features.3.conv.2" not in skip_blocks(plain, layers, _batches(1)[0])
+    # on a 1×1 map of two images any block's output minus its input is "affine" in two numbers: not a skip
+    v1 = load_model("mobilenet_v1", arch_kwargs={"num_classes": 2}).model.eval()
+    assert skip_blocks(v1, refittable_layers(v1), torch.randn(2, 3, 32, 32)) == {}
+
+
+def _block_error(model, original, block, batches):
+    with torch.no_grad():
+        return sum(
+            float((capture_output(model, block, x)[0] - capture_output(original, block, x)[0]).pow(2).sum())
+            for x in batches
+        )
+
+
+def test_a_residual_blocks_last_layer_is_fitted_to_the_blocks_output():
+    """The block's input carries an error that no layer inside the block made (an earlier producer, not
+    re-fitted); fitting the last layer to the block's output cancels part of it, fitting it to its own
+    output cannot touch it."""
+    original = _tiny()
+    with torch.no_grad():
+        for m in original.modules():  # a lively stream, so the hidden channels can predict its error
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(1.0, 2.0)
+    errors = {}
+    for through in (False, True):
+        pruned = copy.deepcopy(original)
+        torch.manual_seed(3)
+        with torch.no_grad():
+            pruned.features[2].conv[2].weight.mul_(1 + 0.3 * torch.randn_like(pruned.features[2].conv[2].weight))
+        batches, unseen = _batches(4), [torch.randn(8, 3, 32, 32) for _ in range(2)]
+        errors["unfitted"] = _block_error(pruned, original, "features.3", unseen)
+        layers = ["features.3.conv.0.0", "features.3.conv.2"]
+        reconstruct(pruned, original, layers, batches, ridge=1e-4, through_skips=through)
+        errors[through] = _block_error(pruned, original, "features.3", unseen)
+    assert errors[True] < 0.9 * errors[False] < errors["unfitted"], errors
 
 
 @pytest.fixture

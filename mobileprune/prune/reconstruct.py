@@ -17,6 +17,10 @@ one block's activations and one layer's samples rather than every layer's target
 Only dense consumers are re-fitted (1×1 and full convs, linears); depthwise convs have one input channel
 per output and lose their outputs along with their inputs.
 
+The last layer of a residual block is fitted to the block's output rather than its own (`through_skips`,
+skip_connections.py): the block adds its pruned input, which carries every earlier block's error, and a
+layer matched only to its own output would leave that error in the sum for the next blocks to inherit.
+
 A linear after global average pooling (a classifier) sees one sample per image, and fitted on those it
 learns the calibration images by heart. It is fitted at the positions of the map before pooling instead,
 to the original linear applied there: a fit that matches every position matches their average too, and
@@ -37,6 +41,7 @@ from .global_pooling import pooled_maps
 from .graph import PruningGraph, is_depthwise
 from .layer_inputs import LayerInputs, LayerOutputs
 from .moments import cross_moments
+from .skip_connections import skip_blocks
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ def reconstruct(
     positions: int = 64,
     ridge: float | None = None,
     progress: Callable[[], None] | None = None,
+    through_skips: bool = True,
 ) -> list[LayerFit]:
     """Re-fit `layers` of `pruned` (in order) to reproduce `original`'s outputs on `batches`.
 
@@ -96,6 +102,8 @@ def reconstruct(
 
     `kept_outputs(layer)` gives the original indices of a layer's remaining outputs when they were pruned
     too (a consumer that is also a producer): those outputs of the original layer are the targets.
+    With `through_skips`, a residual block's last layer is fitted to the block's output (module docstring);
+    its fit's errors are then relative to that target.
     """
     pruned.eval()
     original.eval()
@@ -103,9 +111,17 @@ def reconstruct(
         pooled = pooled_maps(original, layers, batches[0][:2])
         sampled = list(dict.fromkeys(pooled.get(name, name) for name in layers))  # a pooled linear: its map
         picks = _positions(original, sampled, batches, positions)
+        skips = skip_blocks(original, layers, batches[0]) if through_skips else {}
+        for skip in skips.values():
+            picks[skip.block] = picks[skip.layer]  # the block's output at its last layer's positions
         fits = []
         inputs = LayerInputs(pruned, batches)
-        targets = LayerOutputs(original, batches, sampled, lambda name, b, y: _sampled(y, picks[name][b]))
+        targets = LayerOutputs(
+            original,
+            batches,
+            sampled + [skip.block for skip in skips.values()],
+            lambda name, b, y: _sampled(y, picks[name][b]),
+        )
         for name in layers:
             layer = pruned.get_submodule(name)
             if name in pooled:
@@ -120,6 +136,11 @@ def reconstruct(
             kept = kept_outputs(name)
             if kept is not None:
                 target = target[:, kept]
+            if name in skips:
+                skip = skips[name]
+                block_output = torch.cat(targets.of(skip.block))
+                block_input = torch.cat([_sampled(x, picks[name][b]) for b, x in enumerate(inputs.of(skip.block))])
+                target = skip.target(target, block_output, block_input, kept)
             fits.append(_refit(name, layer, rows, target, ridge))
             if progress:
                 progress()
