@@ -7,9 +7,9 @@ sum, so it accumulates down the residual stream. Re-fitted to `(original block o
 / scale` instead, L matches the block's *output* and cancels what of the stream's error its inputs can
 predict (the block's hidden channels are computed from that same x).
 
-Nothing is assumed from class names: a block of the chain qualifies when, on a couple of images, its
-output minus its input is an affine per-channel function of L's output (fitted on a batch, then checked to
-rounding; a map too small to tell, fewer than AFFINE_SAMPLES values per channel, does not qualify).
+Nothing is assumed from class names: a block of the chain qualifies when, on a batch of images, its
+output minus its input is an affine per-channel function of L's output (fitted, then checked to rounding;
+a map too small to tell, fewer than AFFINE_SAMPLES values per channel, does not qualify).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .block_chain import capture_input, capture_output, chain
+from .block_chain import BlockInputs, capture_output, chain
 
 AFFINE_TOLERANCE = 1e-6  # relative squared residual of the affine check: float32 rounding, not a structure
 AFFINE_SAMPLES = 8  # per channel, at least: two points fit any affine map (a 1×1 map of two images would pass)
@@ -61,12 +61,14 @@ def skip_blocks(model: nn.Module, layers: Sequence[str], example: torch.Tensor) 
     that can be told apart)."""
     found: dict[str, SkipBlock] = {}
     wanted = set(layers)
-    for block_name, block in chain(model):
+    blocks = chain(model)
+    inputs = BlockInputs(model, blocks, [example])  # one pass down the chain, not a prefix per block
+    for index, (block_name, block) in enumerate(blocks):
         inside = [name for name, _ in block.named_modules(prefix=block_name) if name in wanted]
         if not inside:
             continue
         last = inside[-1]
-        x = capture_input(model, block_name, example)[0]
+        x = inputs.at(index)[0]  # any input shows the arithmetic; the chain need not be the real forward
         out = block(x)
         if out.shape != x.shape or out[:, 0].numel() < AFFINE_SAMPLES:
             continue
