@@ -39,7 +39,8 @@ def saving(self, run):
 def stepping(self, run):
     global count
     pruned = any(key.startswith("prune/") for key in self.done)
-    phase = "layerwise" if self._partial else "finetune" if pruned else ""
+    inside = self._partial[0] if self._partial else None  # the final fine-tune saves its starting point
+    phase = "finetune" if inside == "fine_tune" or (inside is None and pruned) else "layerwise" if inside else ""
     if point == phase:
         count += 1
         if count == n:

@@ -64,6 +64,13 @@ def _shrink_options() -> dict[str, Opt]:
         "round_to": Opt(str, "8", "Channel counts become multiples of this; auto (--by latency): measured."),
         "steps_per_layer": Opt(int, 50, "Retraining batches after each layer."),
         "epochs": Opt(float, 0.0, "Final fine-tune epochs."),
+        "retrain_check": Opt(
+            bool,
+            True,
+            "Keep the fine-tune only if it lowered the loss on the validation images (held-out 10% of --data "
+            "when it has no val/ folder); else keep the model from before it.",
+            "--retrain-check/--no-retrain-check",
+        ),
         "distill": Opt(bool, False, "Learn from the unpruned model (no labels needed)."),
         "distill_loss": Opt(
             str, "centered", f"{' or '.join(DISTILL_LOSSES)} (centered suits images unlike the training data)."

@@ -99,6 +99,7 @@ def _retrain_note(run: ShrinkRun) -> dict[str, Any]:
         "mode": mode,
         "steps": run.trainer.steps_done if run.trainer else 0,
         "skipped_images": run.trainer.skipped if run.trainer else 0,
+        **({"check": run.retrain_check} if run.retrain_check else {}),
     }
 
 

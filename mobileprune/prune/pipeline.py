@@ -24,6 +24,7 @@ from ..models import classifier_module
 from ..progress import SILENT, Progress
 from ..train import distributed
 from ..train.data import DataSplits, ImageSet, calibration_batches, evaluation_set, make_loader, noise_batches
+from ..train.held_out import HeldOutCheck
 from ..train.loop import Accuracy, Trainer, evaluate
 from .allocate import Allocation, AllocationInputs, allocate
 from .checkpoint import RunCheckpoint, accuracy_from, accuracy_state, allocation_from, allocation_state
@@ -72,6 +73,8 @@ class ShrinkRun:
     rounds: int = 1  # --rounds, resolved ("auto" depends on the cut and the images)
     teacher: nn.Module | None = None
     trainer: Trainer | None = None
+    held_out: HeldOutCheck | None = None  # validation images that judge the fine-tune (train/held_out.py)
+    retrain_check: dict[str, Any] = field(default_factory=dict)  # their verdict on it, for the report
     plan: ChannelPlan = field(default_factory=ChannelPlan)
     batches: list[torch.Tensor] = field(default_factory=list)  # calibration inputs
     source: str = ""  # what the calibration inputs are, for the report

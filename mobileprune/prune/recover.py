@@ -15,6 +15,7 @@ from ..errors import UserError
 from ..train import distributed
 from ..train.data import ImageSet, calibration_batches, make_loader, train_transform
 from ..train.features import FeatureMatch
+from ..train.held_out import HeldOutCheck, HeldOutScore
 from ..train.loop import Trainer
 from .checkpoint import accuracy_from, accuracy_state, cpu_weights
 from .reconstruct import reconstruct, refittable_layers
@@ -62,6 +63,10 @@ def prepare_recovery(run: ShrinkRun) -> None:
             _loader(run, augmented), config.train, run.teacher if config.distill else None, config.device
         )
         run.trainer.on_step = lambda: run.checkpoint.step(run)
+        if config.retrain_check and config.epochs > 0 and data.val is not None and len(data.val):
+            run.held_out = HeldOutCheck(
+                data.val, run.teacher, not config.distill, config.device, config.batch_size, config.seed
+            )
 
 
 def _loader(run: ShrinkRun, images):
@@ -145,15 +150,21 @@ def _describe(images: int, config) -> str:
 
 
 def fine_tune(run: ShrinkRun) -> None:
-    """`--epochs` of retraining on the whole pruned model, cosine learning rate."""
+    """`--epochs` of retraining on the whole pruned model, cosine learning rate; kept only if it helped.
+
+    Helped means a lower loss on the validation images (see train/held_out.py); when they say retraining
+    made the model worse, the weights from before it are put back and the report says so.
+    """
     if run.trainer is None:
         return
     saved = run.checkpoint.restored(run, "fine_tune")
     if saved is not None:
         run.accuracy.after_retraining = accuracy_from(saved["accuracy"])
+        run.retrain_check = saved.get("check", {})
         return
     config, t = run.config, time.time()
     steps = round(config.epochs * len(run.trainer.loader))
+    start = _start_of_retraining(run) if steps and run.held_out is not None else None
     if steps and run.trainer.teacher is not None and config.train.feature_weight > 0:
         layers = refittable_layers(run.model)
         run.trainer.features = FeatureMatch(run.model, run.trainer.teacher, layers, run.kept.get)
@@ -163,8 +174,44 @@ def fine_tune(run: ShrinkRun) -> None:
     if run.trainer.features is not None:
         run.trainer.features.remove()
         run.trainer.features = None
+    kept = _keep_if_better(run, start) if start is not None else True
     while_pruning = run.timings["prune_s"] if config.make_schedule().retrains_while_pruning else 0
     run.timings["retrain_s"] = run.timings.get("retrain_s", 0.0) + time.time() - t + while_pruning
-    if run.trainer.steps_done:
+    if run.trainer.steps_done and kept:
         run.accuracy.after_retraining = run.evaluate(run.model, "accuracy after retraining")
-    run.checkpoint.complete(run, "fine_tune", {"accuracy": accuracy_state(run.accuracy.after_retraining)})
+    result = {"accuracy": accuracy_state(run.accuracy.after_retraining), "check": run.retrain_check}
+    run.checkpoint.complete(run, "fine_tune", result)
+
+
+def _start_of_retraining(run: ShrinkRun) -> dict:
+    """The weights and validation score before the fine-tune, saved with the checkpoint (a resumed run needs them)."""
+    start = run.checkpoint.partial("fine_tune")
+    if start is None:
+        score = run.held_out.score(run.model)
+        weights = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+        start = {"weights": weights, "score": score.to_json()}
+        run.checkpoint.save_partial(run, "fine_tune", start)
+    return start
+
+
+def _keep_if_better(run: ShrinkRun, start: dict) -> bool:
+    """Compare the fine-tuned model with the one before it on the validation images; put the better one back."""
+    before = HeldOutScore(**start["score"])
+    after = run.held_out.score(run.model)
+    kept = distributed.broadcast(after.loss <= before.loss)  # every rank keeps the same model
+    run.retrain_check = {
+        "measure": run.held_out.describe(),
+        "before": before.to_json(),
+        "after": after.to_json(),
+        "kept": "retrained" if kept else "before retraining",
+    }
+    change = f"{before.loss:.4f} → {after.loss:.4f}"
+    if kept:
+        run.progress.log(f"retraining kept: {run.held_out.describe()} {change}")
+    else:
+        run.model.load_state_dict(start["weights"])
+        run.progress.log(
+            f"[yellow]retraining discarded: it raised the {run.held_out.describe()} ({change}); "
+            "the model is the one from before retraining[/yellow]"
+        )
+    return kept

@@ -66,6 +66,12 @@ def print_report(report: ShrinkReport, console: Console) -> None:
         console.print(f"[yellow]{retrain.get('note', '')}[/yellow]")
     elif retrain.get("skipped_images"):
         console.print(f"[yellow]skipped {retrain['skipped_images']} unreadable images[/yellow]")
+    if check := retrain.get("check"):
+        console.print(
+            f"retraining judged by {check['measure']}: {check['before']['loss']:.4f} before, "
+            f"{check['after']['loss']:.4f} after; kept the model {check['kept']}",
+            highlight=False,
+        )
 
 
 def print_sparsity(sparsity: dict, console: Console) -> None:
