@@ -107,6 +107,7 @@ def main() -> None:
             "shrink_timings_s": report["timings_s"],
             "wall_s": walls.get(name),
             "fine_tune_steps": report["retraining"]["steps"],
+            "retrain_check": report["retraining"].get("check"),  # the validation images' verdict on the fine-tune
             "command": report.get("command"),
             "mobileprune": report.get("versions", {}).get("mobileprune"),  # rows of one file span commits
             "shrink_ran_on": ran_on,
