@@ -8,7 +8,7 @@ script scores each model on the even-class photos and counts, among its wrong an
 an odd class, with the unpruned model as the reference (its errors show where confusions fall without any
 fitting), and the mean logit of the odd classes minus the even ones.
 
-    python benchmarks/class_split_bias.py --split S [--label NAME=SHRINK_FOLDER ...]
+    python benchmarks/class_split_bias.py --split S [--label NAME=SHRINK_FOLDER ...] [--pair NAME,NAME ...]
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def lean(model: torch.nn.Module, spec, heldout: Path, reference: torch.Tensor | 
         "errors": int(wrong.sum()),
         "errors_naming_an_odd_class": round(float((top[wrong] % 2 == 1).float().mean()), 4),
         "odd_minus_even_logit": round(float((out[:, 1::2].mean(1) - out[:, 0::2].mean(1)).mean()), 4),
-        "top": top.tolist(),
+        "top": top.tolist(),  # per photo, in the folder's order (the same for every row)
+        "right": (~wrong).tolist(),
     }
     if reference is not None:
         new = wrong & (torch.tensor(reference) == y)
@@ -60,19 +61,44 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", type=Path, required=True, help="imagenet_split.py output (heldout/)")
     ap.add_argument("--label", action="append", default=[], help="NAME=FOLDER: a shrink output folder to score")
+    ap.add_argument("--pair", action="append", default=[], help="NAME,NAME: McNemar counts between two rows")
     args = ap.parse_args()
     unpruned = mobileprune.load_model(WEIGHTS, arch="mobilenet_v2")
     rows = {"unpruned": lean(unpruned.model, unpruned.spec, args.split / "heldout")}
-    print("unpruned", {k: v for k, v in rows["unpruned"].items() if k != "top"}, flush=True)
+    print("unpruned", {k: v for k, v in rows["unpruned"].items() if k not in ("top", "right")}, flush=True)
     for item in args.label:
         name, folder = item.split("=", 1)
         loaded = load_output(Path(folder))
         report = (Path(folder) / "report.json").read_text()
         scored = lean(loaded.model, loaded.spec, args.split / "heldout", rows["unpruned"]["top"])
         rows[name] = {**scored, "report": _summary(report)}
-        print(name, {k: v for k, v in scored.items() if k != "top"}, flush=True)
-    result = {"what": __doc__.splitlines()[0], "rows": rows, "versions": versions(), "machine": machine_facts()}
+        print(name, {k: v for k, v in scored.items() if k not in ("top", "right")}, flush=True)
+    pairs = [_mcnemar(rows, *item.split(",", 1)) for item in args.pair]
+    for pair in pairs:
+        print(pair, flush=True)
+    result = {
+        "what": __doc__.splitlines()[0],
+        "rows": rows,
+        "pairs": pairs,
+        "versions": versions(),
+        "machine": machine_facts(),
+    }
     write_json(HERE / "results" / "class_split_bias.json", result)
+
+
+def _mcnemar(rows: dict, first: str, second: str) -> dict:
+    """Photos right with only one of two models, and McNemar's z (positive: the second is better)."""
+    a, b = rows[first]["right"], rows[second]["right"]
+    only_first = sum(x and not y for x, y in zip(a, b, strict=True))
+    only_second = sum(y and not x for x, y in zip(a, b, strict=True))
+    z = (only_second - only_first) / max(only_first + only_second, 1) ** 0.5
+    return {
+        "first": first,
+        "second": second,
+        "right_only_first": only_first,
+        "right_only_second": only_second,
+        "z": round(z, 2),
+    }
 
 
 def _summary(report_text: str) -> dict:
