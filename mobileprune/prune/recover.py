@@ -188,7 +188,7 @@ def _start_of_retraining(run: ShrinkRun) -> dict:
     start = run.checkpoint.partial("fine_tune")
     if start is None:
         score = run.held_out.score(run.model)
-        weights = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+        weights = {k: v.clone() for k, v in cpu_weights(run.model).items()}  # a copy: training changes them in place
         start = {"weights": weights, "score": score.to_json()}
         run.checkpoint.save_partial(run, "fine_tune", start)
     return start

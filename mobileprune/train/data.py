@@ -209,17 +209,23 @@ class ImageLoader(DataLoader):
         return super().__iter__()
 
 
-def calibration_batches(dataset: ImageSet, count: int, batch_size: int = 32, seed: int = 0) -> list[torch.Tensor]:
-    """A fixed, seeded sample of `count` images with the eval transform, in batches."""
+def seeded_sample(dataset: ImageSet, count: int, seed: int = 0) -> list[tuple[torch.Tensor, int]]:
+    """Up to `count` readable (image, label) pairs of `dataset`, in a seeded random order."""
     picks = list(range(len(dataset)))
     random.Random(seed).shuffle(picks)
-    images: list[torch.Tensor] = []
+    items: list[tuple[torch.Tensor, int]] = []
     for i in picks:
         item = dataset[i]
         if item is not None:
-            images.append(item[0])
-        if len(images) >= count:
+            items.append((item[0], int(item[1])))
+        if len(items) >= count:
             break
+    return items
+
+
+def calibration_batches(dataset: ImageSet, count: int, batch_size: int = 32, seed: int = 0) -> list[torch.Tensor]:
+    """A fixed, seeded sample of `count` images with the eval transform, in batches."""
+    images = [image for image, _ in seeded_sample(dataset, count, seed)]
     if not images:
         raise UserError(f"none of the {len(dataset)} images could be read (all corrupt or unsupported?)")
     return [torch.stack(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]

@@ -14,7 +14,6 @@ were trained with flips), doubling the samples for free.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..channels_last import channels_last
-from .data import ImageSet
+from .data import ImageSet, seeded_sample
 
 MAX_IMAGES = 256  # enough to rank two models; more only costs time on every score
 
@@ -51,17 +50,8 @@ class HeldOutCheck:
     ):
         self.device = device
         self.labelled = use_labels and images.labeled
-        picks = list(range(len(images)))
-        random.Random(seed).shuffle(picks)
-        xs: list[torch.Tensor] = []
-        labels: list[int] = []
-        for i in picks:
-            item = images[i]
-            if item is not None:
-                xs.append(item[0])
-                labels.append(int(item[1]))
-            if len(xs) >= max_images:
-                break
+        sample = seeded_sample(images, max_images, seed)
+        xs, labels = [x for x, _ in sample], [label for _, label in sample]
         self.photos = len(xs)
         self.batches = [torch.stack(xs[i : i + batch_size]) for i in range(0, len(xs), batch_size)]
         self.batches += [b.flip(-1) for b in self.batches]
