@@ -73,7 +73,7 @@ def main() -> None:
         scored = lean(loaded.model, loaded.spec, args.split / "heldout", rows["unpruned"]["top"])
         rows[name] = {**scored, "report": _summary(report)}
         print(name, {k: v for k, v in scored.items() if k not in ("top", "right")}, flush=True)
-    pairs = [_mcnemar(rows, *item.split(",", 1)) for item in args.pair]
+    pairs = [_mcnemar(rows, *_pair_names(item, rows)) for item in args.pair]
     for pair in pairs:
         print(pair, flush=True)
     result = {
@@ -84,6 +84,14 @@ def main() -> None:
         "machine": machine_facts(),
     }
     write_json(HERE / "results" / "class_split_bias.json", result)
+
+
+def _pair_names(item: str, rows: dict) -> tuple[str, str]:
+    """NAME,NAME split at the comma that leaves two row names (the names may hold commas themselves)."""
+    for i, char in enumerate(item):
+        if char == "," and item[:i] in rows and item[i + 1 :] in rows:
+            return item[:i], item[i + 1 :]
+    raise SystemExit(f"--pair {item!r}: not two of the rows {', '.join(rows)}")
 
 
 def _mcnemar(rows: dict, first: str, second: str) -> dict:
