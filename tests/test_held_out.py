@@ -1,4 +1,5 @@
-"""The validation images judge the final fine-tune: a fine-tune that made the model worse is not kept."""
+"""The validation images judge the final fine-tune (shrink's, and sparsify's after a one-shot method): a
+fine-tune that made the model worse is not kept."""
 
 import copy
 
@@ -7,9 +8,11 @@ import torch
 import torch.nn.functional as F
 from test_shrink import _pretrain
 
-from mobileprune import ShrinkConfig, load_model, shrink
+from mobileprune import ShrinkConfig, api, load_model, shrink
+from mobileprune.sparsify.config import SparsifyConfig
 from mobileprune.train.data import open_data
 from mobileprune.train.held_out import HeldOutCheck
+from mobileprune.train.loop import TrainConfig
 
 
 @pytest.fixture
@@ -73,3 +76,25 @@ def test_a_fine_tune_that_makes_the_model_worse_is_discarded(trained):
     assert all(torch.equal(final[k], v) for k, v in one_shot.model.state_dict().items())
     assert any(not torch.equal(final[k], v) for k, v in wrecked.model.state_dict().items())
     assert "check" not in wrecked.report["retraining"]
+
+
+def _sparsify(trained, **settings):
+    loaded, data = trained
+    wrecking = TrainConfig(optimizer="sgd", lr=5.0)  # labelled steps that wreck the model
+    config = SparsifyConfig(0.5, method="magnitude", batch_size=16, workers=0, train=wrecking, **settings)
+    return api.sparsify(copy.deepcopy(loaded), config, data)
+
+
+def test_sparsify_discards_a_masked_fine_tune_that_makes_the_model_worse(trained):
+    one_shot = _sparsify(trained, epochs=0)
+    wrecked = _sparsify(trained, epochs=2, retrain_check=False)
+    checked = _sparsify(trained, epochs=2)
+
+    check = checked.report.retraining["check"]
+    assert check["kept"] == "before retraining" and check["after"]["loss"] > check["before"]["loss"]
+    assert "cross-entropy to the labels" in check["measure"]  # labelled images, no --distill
+    assert checked.report.accuracy.after_retraining is None and checked.report.retraining["steps"] > 0
+    final = checked.model.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in one_shot.model.state_dict().items())
+    assert any(not torch.equal(final[k], v) for k, v in wrecked.model.state_dict().items())
+    assert wrecked.report.accuracy.after_retraining is not None and "check" not in wrecked.report.retraining

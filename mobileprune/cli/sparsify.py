@@ -45,6 +45,14 @@ def sparsify(
     epochs: Annotated[
         float, typer.Option(help="Fine-tune budget in passes over --data (gradual/lottery prune in it).")
     ] = 0.0,
+    retrain_check: Annotated[
+        bool,
+        typer.Option(
+            "--retrain-check/--no-retrain-check",
+            help="magnitude/obs: keep the fine-tune only if it lowered the loss on the validation images "
+            "(held-out 10% of --data when it has no val/ folder).",
+        ),
+    ] = True,
     lr: Annotated[float, typer.Option(help="Fine-tune learning rate (AdamW).")] = 1e-4,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 32,
     calibration_images: Annotated[
@@ -68,6 +76,7 @@ def sparsify(
         batch_size=batch_size,
         calibration_images=calibration_images,
         distill=distill,
+        retrain_check=retrain_check,
         train=TrainConfig(lr=lr),
         seed=seed,
         device=device,

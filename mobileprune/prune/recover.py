@@ -6,6 +6,7 @@ after it. Each phase does nothing without images.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from typing import TYPE_CHECKING
 
@@ -196,22 +197,10 @@ def _start_of_retraining(run: ShrinkRun) -> dict:
 
 def _keep_if_better(run: ShrinkRun, start: dict) -> bool:
     """Compare the fine-tuned model with the one before it on the validation images; put the better one back."""
-    before = HeldOutScore(**start["score"])
-    after = run.held_out.score(run.model)
-    kept = distributed.broadcast(after.loss <= before.loss)  # every rank keeps the same model
-    run.retrain_check = {
-        "measure": run.held_out.describe(),
-        "before": before.to_json(),
-        "after": after.to_json(),
-        "kept": "retrained" if kept else "before retraining",
-    }
-    change = f"{before.loss:.4f} → {after.loss:.4f}"
-    if kept:
-        run.progress.log(f"retraining kept: {run.held_out.describe()} {change}")
-    else:
+    verdict = run.held_out.judge(HeldOutScore(**start["score"]), run.model)
+    verdict = dataclasses.replace(verdict, kept=distributed.broadcast(verdict.kept))  # every rank: rank 0's model
+    run.retrain_check = verdict.to_json()
+    if not verdict.kept:
         run.model.load_state_dict(start["weights"])
-        run.progress.log(
-            f"[yellow]retraining discarded: it raised the {run.held_out.describe()} ({change}); "
-            "the model is the one from before retraining[/yellow]"
-        )
-    return kept
+    run.progress.log(verdict.message())
+    return verdict.kept

@@ -77,4 +77,5 @@ def _retraining(run: SparsifyRun) -> dict:
         "data": str(run.data.root),
         "mode": mode,
         "steps": run.trainer.steps_done,
+        **({"check": run.retrain_check} if run.retrain_check else {}),
     }

@@ -24,6 +24,7 @@ from ..prune.cost import Cost, count_cost
 from ..prune.plan import ChannelPlan
 from ..prune.report import AccuracyReport
 from ..train.data import DataSplits, ImageSet, calibration_batches, evaluation_set, make_loader, train_transform
+from ..train.held_out import HeldOutCheck
 from ..train.loop import Accuracy, Trainer, evaluate
 from .config import SparsifyConfig
 from .finish import finish_sparsify
@@ -52,6 +53,8 @@ class SparsifyRun:
     eval_loader: DataLoader | None = None
     accuracy: AccuracyReport = field(default_factory=AccuracyReport)
     budget: int = 0  # fine-tune steps (--epochs over --data)
+    held_out: HeldOutCheck | None = None  # validation images that judge a one-shot method's fine-tune
+    retrain_check: dict[str, Any] = field(default_factory=dict)  # their verdict, for the report
     timings: dict[str, float] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)  # the method's own report entries
     started: float = field(default_factory=time.time)
@@ -101,8 +104,28 @@ class SparsifyRun:
         self.timings["retrain_s"] = self.timings.get("retrain_s", 0.0) + time.time() - t
 
     def fine_tune(self, steps: int) -> None:
+        """The fine-tune after a one-shot method, kept only if the validation images say it helped.
+
+        Methods that sparsify while training (gradual, lottery) have no finished model before their
+        training to fall back on, so only this fine-tune is judged (see train/held_out.py).
+        """
+        check = self.held_out if self.trainer is not None and steps > 0 else None
+        before = check.score(self.model) if check is not None else None
+        start = {k: v.clone() for k, v in self.model.state_dict().items()} if check is not None else {}
         with held(self.model, self.masks) as hold:
             self.train(steps, hold, f"masked fine-tune, {steps} steps")
+        if check is not None and before is not None:
+            verdict = check.judge(before, self.model)
+            self.retrain_check = verdict.to_json()
+            if not verdict.kept:
+                self.model.load_state_dict(start)
+            self.progress.log(verdict.message())
+
+    @property
+    def retraining_kept(self) -> bool:
+        """Whether the weights are the fine-tuned ones (there was a fine-tune and the check did not undo it)."""
+        done = self.trainer is not None and self.trainer.steps_done > 0
+        return done and self.retrain_check.get("kept", "retrained") == "retrained"
 
 
 def sparsify(
@@ -123,7 +146,7 @@ def sparsify(
     run.accuracy.before = run.evaluate("accuracy before")
     method.run(run)
     run.masks.apply(run.model)
-    if run.trainer is not None and run.trainer.steps_done:
+    if run.retraining_kept:
         run.accuracy.after_retraining = run.evaluate("accuracy after fine-tuning")
     return finish_sparsify(run, method)
 
@@ -161,4 +184,9 @@ def start(
         teacher = copy.deepcopy(loaded.model).eval() if config.distill else None
         run.trainer = Trainer(loader, config.train, teacher, config.device)
         run.budget = round(config.epochs * len(loader))
+        if config.retrain_check and run.budget > 0 and data.val is not None and len(data.val):
+            reference = teacher if teacher is not None else loaded.model
+            run.held_out = HeldOutCheck(
+                data.val, reference, not config.distill, config.device, config.batch_size, config.seed
+            )
     return run

@@ -35,6 +35,33 @@ class HeldOutScore:
         return {"loss": round(self.loss, 5), "top1": round(self.top1, 4)}
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """Before and after a fine-tune on the same held-out images, and which model to keep."""
+
+    measure: str  # what the scores are (HeldOutCheck.describe)
+    before: HeldOutScore
+    after: HeldOutScore
+    kept: bool  # the fine-tuned model (a loss no higher than before), else the one from before it
+
+    def to_json(self) -> dict:
+        return {
+            "measure": self.measure,
+            "before": self.before.to_json(),
+            "after": self.after.to_json(),
+            "kept": "retrained" if self.kept else "before retraining",
+        }
+
+    def message(self) -> str:
+        change = f"{self.before.loss:.4f} → {self.after.loss:.4f}"
+        if self.kept:
+            return f"retraining kept: {self.measure} {change}"
+        return (
+            f"[yellow]retraining discarded: it raised the {self.measure} ({change}); "
+            "the model is the one from before retraining[/yellow]"
+        )
+
+
 class HeldOutCheck:
     """The validation images (and their mirror images) with their targets, fixed once; any model scored on them."""
 
@@ -81,6 +108,11 @@ class HeldOutCheck:
                 right += int((out.argmax(1) == target.argmax(1)).sum())
             n += len(out)
         return HeldOutScore(loss / max(n, 1), right / max(n, 1))
+
+    def judge(self, before: HeldOutScore, model: nn.Module) -> Verdict:
+        """Score the fine-tuned `model` and compare it with its score `before` the fine-tune."""
+        after = self.score(model)
+        return Verdict(self.describe(), before, after, after.loss <= before.loss)
 
     @torch.no_grad()
     def _logits(self, model: nn.Module) -> list[torch.Tensor]:
