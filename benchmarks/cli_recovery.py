@@ -11,7 +11,8 @@ folder on the 500 held-out even-class photos:
   `--rounds 1`;
 - `--target 0.84 --distill --allocation uniform|sensitivity`, `--epochs 0` and `20` (item 3: does
   retraining win accuracy back at the gentle target?), and the same four with `--no-reconstruct` (is the
-  least-squares re-fit doing retraining's job?).
+  least-squares re-fit doing retraining's job?);
+- `sparsify --sparsity 0.5 --method magnitude --distill --epochs 2`, with and without `--retrain-check`.
 
 `--device cuda` runs reconstruction and retraining on a GPU (the sensitivity pass stays on the CPU).
 `--evaluate-only` scores folders made earlier (e.g. on a GPU machine) without running shrink again.
@@ -67,6 +68,13 @@ RUNS = {
 RUNS |= {f"{name}_rounds1": [*options, "--rounds", "1"] for name, options in RUNS.items() if "0.5" in name}
 # item 3 without reconstruction: does retraining win back when the least-squares re-fit has not done its job?
 RUNS |= {f"{name}_noreconstruct": [*options, "--no-reconstruct"] for name, options in RUNS.items() if "0.84" in name}
+# sparsify's masked fine-tune after one-shot magnitude pruning, judged by --retrain-check, and without it
+SPARSIFY_RUNS = {
+    "sparsify0.5_magnitude_epochs2": ["--sparsity", "0.5", "--method", "magnitude", "--epochs", "2"],
+    "sparsify0.5_magnitude_epochs2_nocheck": ["--sparsity", "0.5", "--method", "magnitude", "--epochs", "2"]
+    + ["--no-retrain-check"],
+}
+RUNS |= SPARSIFY_RUNS
 
 
 def main() -> None:
@@ -86,7 +94,8 @@ def main() -> None:
     ran_on = args.machine_note or f"this machine, --device {args.device}"
     if not args.evaluate_only:
         for name, options in ((n, RUNS[n]) for n in names):
-            command = [sys.executable, "-m", "mobileprune", "shrink", str(WEIGHTS), "--arch", "mobilenet_v2"]
+            verb = "sparsify" if name in SPARSIFY_RUNS else "shrink"
+            command = [sys.executable, "-m", "mobileprune", verb, str(WEIGHTS), "--arch", "mobilenet_v2"]
             command += [*options, "--data", str(args.split / "unlabeled"), "--distill", "--device", args.device]
             started = time.time()
             subprocess.run([*command, "--out", str(args.work / name), "--force", "--quiet"], check=True)
