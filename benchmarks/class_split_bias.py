@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import torch
+from protocol import WEIGHTS, paired
 
 import mobileprune
 from mobileprune.artifacts.shrink_folder import load_output
@@ -27,7 +28,6 @@ from mobileprune.reporting.provenance import machine_facts, versions
 from mobileprune.train.data import make_loader, open_image_folder
 
 HERE = Path(__file__).resolve().parent
-WEIGHTS = HERE.parent.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
 
 
 @torch.no_grad()
@@ -96,16 +96,13 @@ def _pair_names(item: str, rows: dict) -> tuple[str, str]:
 
 def _mcnemar(rows: dict, first: str, second: str) -> dict:
     """Photos right with only one of two models, and McNemar's z (positive: the second is better)."""
-    a, b = rows[first]["right"], rows[second]["right"]
-    only_first = sum(x and not y for x, y in zip(a, b, strict=True))
-    only_second = sum(y and not x for x, y in zip(a, b, strict=True))
-    z = (only_second - only_first) / max(only_first + only_second, 1) ** 0.5
+    only_first, only_second, z = paired(rows[first]["right"], rows[second]["right"])
     return {
         "first": first,
         "second": second,
         "right_only_first": only_first,
         "right_only_second": only_second,
-        "z": round(z, 2),
+        "z": z,
     }
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from protocol import WEIGHTS, paired
 
 import mobileprune
 from mobileprune.artifacts.shrink_folder import load_output
@@ -35,7 +36,6 @@ from mobileprune.train.data import make_loader, open_data, open_image_folder, tr
 from mobileprune.train.loop import TrainConfig, Trainer
 
 HERE = Path(__file__).resolve().parent
-WEIGHTS = HERE.parent.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
 # each a change to the CLI's default distillation (centered KL, T=2, AdamW 3e-5, cosine, crops >= 50%)
 VARIANTS: dict[str, dict[str, Any]] = {
     "base": {},
@@ -88,13 +88,6 @@ class DevScore:
         }
 
 
-def paired(before: list[bool], after: list[bool]) -> dict:
-    only_before = sum(x and not y for x, y in zip(before, after, strict=True))
-    only_after = sum(y and not x for x, y in zip(before, after, strict=True))
-    z = (only_after - only_before) / max(only_before + only_after, 1) ** 0.5
-    return {"right_only_one_shot": only_before, "right_only_after": only_after, "z": round(z, 2)}
-
-
 def distil(pruned: torch.nn.Module, teacher: torch.nn.Module, a: Path, spec, name: str, steps: int) -> torch.nn.Module:
     """`steps` of the CLI's distillation with the variant's change, from a copy of the one-shot model, on the
     photos of A the CLI trains on (it holds 10% out)."""
@@ -135,7 +128,8 @@ def main() -> None:
         t = time.time()
         student = distil(loaded.model, teacher, a, loaded.spec, name, args.steps)
         rows[name] = score(student) | {"seconds": round(time.time() - t, 1), "settings": VARIANTS[name]}
-        rows[name]["against_one_shot"] = paired(rows["one-shot"]["right"], rows[name]["right"])
+        lost, gained, z = paired(rows["one-shot"]["right"], rows[name]["right"])
+        rows[name]["against_one_shot"] = {"right_only_one_shot": lost, "right_only_after": gained, "z": z}
         print(name, {k: v for k, v in rows[name].items() if k != "right"}, flush=True)
     result = {
         "what": __doc__.splitlines()[0],

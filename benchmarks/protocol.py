@@ -1,4 +1,5 @@
-"""What the ImageNet benchmarks share: the shared assets and the held-out split of the accuracy protocol."""
+"""What the ImageNet benchmarks share: the shared assets, the held-out split of the accuracy protocol, and
+the paired comparison of two models on the same photos."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ def build_split(split: Path | None = None) -> Path:
     out = Path(tempfile.mkdtemp(prefix="mobileprune-split-"))
     subprocess.run([sys.executable, str(SHARED / "protocols" / "imagenet_split.py"), str(out)], check=True)
     return out
+
+
+def paired(first: list[bool], second: list[bool]) -> tuple[int, int, float]:
+    """Photos right only with the first model, only with the second, and McNemar's z (positive: the second
+    is better): on the same photos, far more sensitive than two top-1 numbers side by side."""
+    only_first = sum(x and not y for x, y in zip(first, second, strict=True))
+    only_second = sum(y and not x for x, y in zip(first, second, strict=True))
+    return only_first, only_second, round((only_second - only_first) / max(only_first + only_second, 1) ** 0.5, 2)
 
 
 CIFAR_WORK = Path("/tmp/mobileprune-class-damage")  # where class_damage.py caches the CIFAR-10 app model
