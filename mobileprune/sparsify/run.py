@@ -20,11 +20,12 @@ from ..artifacts.shrink_folder import EXPORTED_ONLY
 from ..errors import UserError
 from ..models import build_model
 from ..progress import SILENT, Progress
+from ..prune.checkpoint import cpu_weights
 from ..prune.cost import Cost, count_cost
 from ..prune.plan import ChannelPlan
 from ..prune.report import AccuracyReport
 from ..train.data import DataSplits, ImageSet, calibration_batches, evaluation_set, make_loader, train_transform
-from ..train.held_out import HeldOutCheck
+from ..train.held_out import HeldOutCheck, Verdict
 from ..train.loop import Accuracy, Trainer, evaluate
 from .config import SparsifyConfig
 from .finish import finish_sparsify
@@ -54,7 +55,7 @@ class SparsifyRun:
     accuracy: AccuracyReport = field(default_factory=AccuracyReport)
     budget: int = 0  # fine-tune steps (--epochs over --data)
     held_out: HeldOutCheck | None = None  # validation images that judge a one-shot method's fine-tune
-    retrain_check: dict[str, Any] = field(default_factory=dict)  # their verdict, for the report
+    verdict: Verdict | None = None  # theirs on the fine-tune (None: not judged)
     timings: dict[str, float] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)  # the method's own report entries
     started: float = field(default_factory=time.time)
@@ -110,22 +111,22 @@ class SparsifyRun:
         training to fall back on, so only this fine-tune is judged (see train/held_out.py).
         """
         check = self.held_out if self.trainer is not None and steps > 0 else None
-        before = check.score(self.model) if check is not None else None
-        start = {k: v.clone() for k, v in self.model.state_dict().items()} if check is not None else {}
+        if check is not None:
+            before = check.score(self.model)
+            start = {k: v.clone() for k, v in cpu_weights(self.model).items()}  # training changes them in place
         with held(self.model, self.masks) as hold:
             self.train(steps, hold, f"masked fine-tune, {steps} steps")
-        if check is not None and before is not None:
-            verdict = check.judge(before, self.model)
-            self.retrain_check = verdict.to_json()
-            if not verdict.kept:
+        if check is not None:
+            self.verdict = check.judge(before, self.model)
+            if not self.verdict.kept:
                 self.model.load_state_dict(start)
-            self.progress.log(verdict.message())
+            self.progress.log(self.verdict.message())
 
     @property
     def retraining_kept(self) -> bool:
         """Whether the weights are the fine-tuned ones (there was a fine-tune and the check did not undo it)."""
         done = self.trainer is not None and self.trainer.steps_done > 0
-        return done and self.retrain_check.get("kept", "retrained") == "retrained"
+        return done and (self.verdict is None or self.verdict.kept)
 
 
 def sparsify(
