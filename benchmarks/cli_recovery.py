@@ -16,7 +16,9 @@ folder on the 500 held-out even-class photos:
 
 `--device cuda` runs reconstruction and retraining on a GPU (the sensitivity pass stays on the CPU).
 `--evaluate-only` scores folders made earlier (e.g. on a GPU machine) without running shrink again.
-Writes benchmarks/results/cli_recovery.json. Run: `python benchmarks/cli_recovery.py --split S [--device cuda]
+Writes benchmarks/results/cli_recovery.json, and cli_recovery_checks.png: the validation loss after every
+epoch of each row whose fine-tune `--retrain-check` scored epoch by epoch.
+Run: `python benchmarks/cli_recovery.py --split S [--device cuda]
 [--only RUN,...]` (`--only` keeps the other rows of the JSON).
 """
 
@@ -33,6 +35,7 @@ from mobileprune.api import open_image_folder
 from mobileprune.artifacts.shrink_folder import load_output
 from mobileprune.atomic import write_json
 from mobileprune.models.labels import class_ids
+from mobileprune.reporting.plots import draw_retrain_check, pyplot, save_figure
 from mobileprune.reporting.provenance import machine_facts, versions
 from mobileprune.train.data import make_loader
 from mobileprune.train.loop import evaluate
@@ -131,6 +134,22 @@ def main() -> None:
         "machine": machine_facts(),
     }
     write_json(out, result)
+    plot_checks(rows, out.with_name("cli_recovery_checks.png"))
+
+
+def plot_checks(rows: dict[str, dict], path: Path) -> None:
+    """One panel per row whose check scored more than the end of its fine-tune."""
+    curves = {
+        n: r["retrain_check"] for n, r in rows.items() if len((r.get("retrain_check") or {}).get("history", [])) > 1
+    }
+    if not curves:
+        return
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False)
+    for ax, (name, check) in zip(axes[0], curves.items(), strict=True):
+        draw_retrain_check(ax, check, f"{name}: held-out top-1 {rows[name]['heldout_top1']:.3f}")
+    fig.suptitle("KL from the unpruned model on the 50 validation odd photos (+ mirrors), by epoch", fontsize=10)
+    save_figure(fig, path, top=0.9)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """The validation images judge the final fine-tune (shrink's, and sparsify's after a one-shot method): a
-fine-tune that made the model worse is not kept."""
+fine-tune that made the model worse is not kept, and of one that helped, the best epoch is."""
 
 import copy
 
@@ -9,10 +9,11 @@ import torch.nn.functional as F
 from test_shrink import _pretrain
 
 from mobileprune import ShrinkConfig, api, load_model, shrink
+from mobileprune.reporting.html_report import render_report
 from mobileprune.sparsify.config import SparsifyConfig
-from mobileprune.train.data import open_data
-from mobileprune.train.held_out import HeldOutCheck
-from mobileprune.train.loop import Trainer
+from mobileprune.train.data import make_loader, open_data
+from mobileprune.train.held_out import BestEpoch, HeldOutCheck
+from mobileprune.train.loop import TrainConfig, Trainer
 
 
 @pytest.fixture
@@ -108,3 +109,103 @@ def test_sparsify_discards_a_masked_fine_tune_that_makes_the_model_worse(trained
     assert all(torch.equal(final[k], v) for k, v in one_shot.model.state_dict().items())
     assert any(not torch.equal(final[k], v) for k, v in wrecked.model.state_dict().items())
     assert wrecked.report.accuracy.after_retraining is not None and "check" not in wrecked.report.retraining
+
+
+def _scale_classifier(model, factor: float) -> None:
+    with torch.no_grad():
+        model.classifier[-1].weight.mul_(factor)
+        model.classifier[-1].bias.mul_(factor)
+
+
+def test_the_best_epoch_is_kept_not_the_last(trained):
+    loaded, data = trained
+    model = copy.deepcopy(loaded.model)
+    check = HeldOutCheck(data.val, model, use_labels=True, batch_size=5)
+    _scale_classifier(model, 0.01)  # soft logits, all right: sharper ones lower the cross-entropy, negated raise it
+    assert check.score(model).top1 == 1.0 and check.score(model).loss > 0.1
+    start = copy.deepcopy(model.state_dict())
+    best = BestEpoch.start(check, model)
+    _scale_classifier(model, 2.0)
+    sharper = copy.deepcopy(model.state_dict())
+    best.observe(model, 1)
+    _scale_classifier(model, -1.0)
+    best.observe(model, 2)
+
+    verdict = best.verdict()
+    assert verdict.kept and verdict.epoch == 1 and verdict.after.loss < verdict.before.loss
+    assert [e for e, _ in verdict.history] == [1, 2] and verdict.history[1][1] > verdict.before.loss
+    assert "epoch 1 of 2" in verdict.message()
+    best.restore(model)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in sharper.items())
+
+    worse = BestEpoch.start(check, model)  # every epoch worse than before: the weights from before come back
+    _scale_classifier(model, -1.0)
+    worse.observe(model, 1)
+    assert not worse.verdict().kept
+    worse.restore(model)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in sharper.items())
+    assert not any(torch.equal(model.state_dict()[k], v) for k, v in start.items() if "classifier.1" in k)
+
+
+def test_the_trainer_reports_each_step_of_the_call_and_scoring_keeps_batch_norm_frozen(trained):
+    loaded, data = trained
+    model = copy.deepcopy(loaded.model)
+    check = HeldOutCheck(data.val, model, use_labels=True, batch_size=5)
+    trainer = Trainer(make_loader(data.train, 8, True, 0, 0), TrainConfig(lr=1e-4))
+    seen, modes = [], []
+
+    def after_step(done: int) -> None:
+        check.score(model)  # as BestEpoch does between two steps
+        seen.append(done)
+        modes.append({m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)})
+
+    trainer.train(model, 5, after_step=after_step)
+    assert seen == [1, 2, 3, 4, 5]
+    assert all(m == {False} for m in modes)  # frozen batch norm stays frozen after a score
+
+
+def _two_epochs(factors: tuple[float, float]):
+    """A fake fine-tune: the classifier scaled by `factors[0]` after the first epoch, by `factors[1]` after
+    the second, reporting each step as the real one does."""
+
+    def train(self, model, steps, after_step=None, **_):
+        per_epoch = len(self.loader)
+        assert steps == 2 * per_epoch
+        for done in range(1, steps + 1):
+            if done % per_epoch == 0:
+                _scale_classifier(model, factors[done // per_epoch - 1])
+            self.steps_done += 1
+            if after_step:
+                after_step(done)
+        return 0.0
+
+    return train
+
+
+def test_shrink_keeps_its_best_epoch_and_reports_every_epoch(trained, monkeypatch):
+    one_shot = _shrink(trained, epochs=0)
+    monkeypatch.setattr(Trainer, "train", _two_epochs((1.0, -1.0)))  # epoch 1 = the start
+    checked = _shrink(trained, epochs=2)
+
+    check = checked.report["retraining"]["check"]
+    assert check["kept"] == "retrained" and check["epoch"] == 1
+    assert [h["epoch"] for h in check["history"]] == [1, 2]
+    assert check["history"][0]["loss"] == pytest.approx(check["before"]["loss"], abs=1e-5)
+    assert check["history"][1]["loss"] > check["before"]["loss"]
+    final = checked.model.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in one_shot.model.state_dict().items())
+    page = render_report(checked.report)
+    assert "epoch 1 of 2" in page and "data:image/png;base64" in page.split("retrain-check")[1]
+
+
+def test_sparsify_keeps_its_best_epoch(trained, monkeypatch):
+    one_shot = _sparsify(trained, epochs=0)
+    monkeypatch.setattr(Trainer, "train", _two_epochs((1.0, -1.0)))  # epoch 1 = the start
+    checked = _sparsify(trained, epochs=2)
+
+    check = checked.report.retraining["check"]
+    assert check["kept"] == "retrained" and check["epoch"] == 1 and check["after"] == check["before"]
+    assert check["history"][1]["loss"] > check["before"]["loss"]
+    assert checked.report.accuracy.after_retraining is not None
+    final = checked.model.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in one_shot.model.state_dict().items())

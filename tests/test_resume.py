@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -85,18 +86,26 @@ def test_killed_three_times_then_resumed_equals_the_uninterrupted_run(work, run_
     assert res.code == 2 and "lr" in res.err and len(res.err.strip().splitlines()) == 1, res.err
     assert (work / "killed" / "checkpoint" / "state.pt").read_bytes() == before
 
-    # 2. in the layerwise schedule and 3. in the final fine-tune, between two checkpoints
-    for point, n in (("layerwise", 5), ("finetune", 3)):
+    # 2. in the layerwise schedule and 3. in the final fine-tune's second epoch (its first scored by the
+    # validation images: the best weights so far travel in the checkpoint), between two checkpoints
+    for point, n in (("layerwise", 5), ("finetune", 9)):
         killed = _shrink(work, "killed", *schedule, "--resume", kill=(point, n))
         assert killed.returncode == -9, killed.stderr
         at_kill = int(re.search(r"killed at step (\d+)", killed.stderr).group(1))
-        redone = at_kill - _saved(work / "killed")["trainer"]["steps_done"]
+        state = _saved(work / "killed")
+        redone = at_kill - state["trainer"]["steps_done"]
         assert 1 <= redone <= EVERY, (point, at_kill, redone)
+    assert [h[0] for h in state["partial"]["fine_tune"]["history"]] == [1]  # epoch 1 scored, and saved with its step
 
     resumed = _shrink(work, "killed", *schedule, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert _same_weights(work / "whole", work / "killed")  # bit-exact on the CPU
     assert (work / "whole" / "plan.json").read_text() == (work / "killed" / "plan.json").read_text()
+    checks = [
+        json.loads((work / name / "report.json").read_text())["retraining"]["check"] for name in ("whole", "killed")
+    ]
+    assert all(c.pop("seconds") >= 0 for c in checks)  # time spent scoring: the one thing allowed to differ
+    assert checks[0] == checks[1] and [h["epoch"] for h in checks[0]["history"]] == [1, 2]
     assert not (work / "killed" / "checkpoint").exists()
 
 

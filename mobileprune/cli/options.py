@@ -67,8 +67,8 @@ def _shrink_options() -> dict[str, Opt]:
         "retrain_check": Opt(
             bool,
             True,
-            "Keep the fine-tune only if it lowered the loss on the validation images (held-out 10% of --data "
-            "when it has no val/ folder); else keep the model from before it.",
+            "Score the fine-tune after every epoch on the validation images (held-out 10% of --data when it "
+            "has no val/ folder) and keep its best epoch if that lowered the loss; else the model from before it.",
             "--retrain-check/--no-retrain-check",
         ),
         "distill": Opt(bool, False, "Learn from the unpruned model (no labels needed)."),

@@ -49,8 +49,8 @@ def sparsify(
         bool,
         typer.Option(
             "--retrain-check/--no-retrain-check",
-            help="magnitude/obs: keep the fine-tune only if it lowered the loss on the validation images "
-            "(held-out 10% of --data when it has no val/ folder).",
+            help="magnitude/obs: keep the fine-tune's best epoch only if it lowered the loss on the validation "
+            "images (held-out 10% of --data when it has no val/ folder).",
         ),
     ] = True,
     lr: Annotated[float, typer.Option(help="Fine-tune learning rate (AdamW).")] = 1e-4,

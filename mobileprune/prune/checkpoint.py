@@ -125,8 +125,13 @@ class RunCheckpoint:
         self.save(run)
 
     def save_partial(self, run: ShrinkRun, key: str, value: Any) -> None:
-        self._partial = (key, value)
+        self.hold_partial(key, value)
         self.save(run)
+
+    def hold_partial(self, key: str, value: Any) -> None:
+        """Phase `key`'s state as of now, written with the next save (which also writes the weights and
+        trainer of the same moment, so a resumed run never pairs it with other steps)."""
+        self._partial = (key, value)
 
     def step(self, run: ShrinkRun) -> None:
         """After each training step: a save every `every` steps (with the phase's partial state)."""

@@ -35,7 +35,7 @@ class ShrinkConfig:
     round_to: int | str = 8  # or "auto" with --by latency: the multiple the runtime is fastest at
     steps_per_layer: int = 50
     epochs: float = 0.0
-    retrain_check: bool = True  # keep the fine-tune only if the validation images say it helped (held_out.py)
+    retrain_check: bool = True  # keep the fine-tune's best epoch if the validation images say it helped
     distill: bool = False
     batch_size: int = 32
     sparsity_train: float = 0.0  # epochs of sparsity training before pruning (bn: L1 on BN scales; sss: gates)

@@ -6,7 +6,6 @@ after it. Each phase does nothing without images.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from typing import TYPE_CHECKING
 
@@ -16,7 +15,7 @@ from ..errors import UserError
 from ..train import distributed
 from ..train.data import ImageSet, calibration_batches, make_loader, train_transform
 from ..train.features import FeatureMatch
-from ..train.held_out import HeldOutCheck, HeldOutScore
+from ..train.held_out import BestEpoch, HeldOutCheck
 from ..train.loop import Trainer
 from .checkpoint import accuracy_from, accuracy_state, cpu_weights
 from .reconstruct import reconstruct, refittable_layers
@@ -151,10 +150,11 @@ def _describe(images: int, config) -> str:
 
 
 def fine_tune(run: ShrinkRun) -> None:
-    """`--epochs` of retraining on the whole pruned model, cosine learning rate; kept only if it helped.
+    """`--epochs` of retraining on the whole pruned model, cosine learning rate; its best epoch kept if it helped.
 
-    Helped means a lower loss on the validation images (see train/held_out.py); when they say retraining
-    made the model worse, the weights from before it are put back and the report says so.
+    Helped means a lower loss on the validation images (see train/held_out.py), scored after every epoch;
+    the weights of the best epoch are kept, or those from before retraining when no epoch beat them, and
+    the report says which.
     """
     if run.trainer is None:
         return
@@ -165,17 +165,29 @@ def fine_tune(run: ShrinkRun) -> None:
         return
     config, t = run.config, time.time()
     steps = round(config.epochs * len(run.trainer.loader))
-    start = _start_of_retraining(run) if steps and run.held_out is not None else None
+    best = _start_of_retraining(run) if steps and run.held_out is not None else None
     if steps and run.trainer.teacher is not None and config.train.feature_weight > 0:
         layers = refittable_layers(run.model)
         run.trainer.features = FeatureMatch(run.model, run.trainer.teacher, layers, run.kept.get)
     if steps:
+        after_step = None
+        if best is not None:  # scored after every epoch; the checkpoint writes the best so far with its next save
+            hold = best.state
+            after_step = best.each_epoch(
+                run.model, steps, len(run.trainer.loader), then=lambda: run.checkpoint.hold_partial("fine_tune", hold())
+            )
         with run.progress.task(f"fine-tune {config.epochs:g} epochs", steps) as bar:
-            run.trainer.train(run.model, steps, tick=lambda loss: bar.advance(1, f"loss {loss:.3f}"), cosine=True)
+            run.trainer.train(
+                run.model,
+                steps,
+                tick=lambda loss: bar.advance(1, f"loss {loss:.3f}"),
+                cosine=True,
+                after_step=after_step,
+            )
     if run.trainer.features is not None:
         run.trainer.features.remove()
         run.trainer.features = None
-    kept = _keep_if_better(run, start) if start is not None else True
+    kept = _keep_the_best(run, best, steps / len(run.trainer.loader)) if best is not None else True
     while_pruning = run.timings["prune_s"] if config.make_schedule().retrains_while_pruning else 0
     run.timings["retrain_s"] = run.timings.get("retrain_s", 0.0) + time.time() - t + while_pruning
     if run.trainer.steps_done and kept:
@@ -184,23 +196,22 @@ def fine_tune(run: ShrinkRun) -> None:
     run.checkpoint.complete(run, "fine_tune", result)
 
 
-def _start_of_retraining(run: ShrinkRun) -> dict:
-    """The weights and validation score before the fine-tune, saved with the checkpoint (a resumed run needs them)."""
-    start = run.checkpoint.partial("fine_tune")
-    if start is None:
-        score = run.held_out.score(run.model)
-        weights = {k: v.clone() for k, v in cpu_weights(run.model).items()}  # a copy: training changes them in place
-        start = {"weights": weights, "score": score.to_json()}
-        run.checkpoint.save_partial(run, "fine_tune", start)
-    return start
+def _start_of_retraining(run: ShrinkRun) -> BestEpoch:
+    """The weights and validation score before the fine-tune (or, resuming, the best so far, from the checkpoint)."""
+    saved = run.checkpoint.partial("fine_tune")
+    if saved is not None:
+        return BestEpoch.from_state(run.held_out, saved)
+    best = BestEpoch.start(run.held_out, run.model)
+    run.checkpoint.save_partial(run, "fine_tune", best.state())
+    return best
 
 
-def _keep_if_better(run: ShrinkRun, start: dict) -> bool:
-    """Compare the fine-tuned model with the one before it on the validation images; put the better one back."""
-    verdict = run.held_out.judge(HeldOutScore(**start["score"]), run.model)
-    verdict = dataclasses.replace(verdict, kept=distributed.broadcast(verdict.kept))  # every rank: rank 0's model
+def _keep_the_best(run: ShrinkRun, best: BestEpoch, epochs: float) -> bool:
+    """Score the end of the fine-tune and put back the best weights the validation images saw (the
+    fine-tune's best epoch, or those from before it)."""
+    best.observe(run.model, epochs)
+    verdict = best.verdict()
     run.retrain_check = verdict.to_json()
-    if not verdict.kept:
-        run.model.load_state_dict(start["weights"])
+    best.restore(run.model)
     run.progress.log(verdict.message())
     return verdict.kept

@@ -67,11 +67,17 @@ def print_report(report: ShrinkReport, console: Console) -> None:
     elif retrain.get("skipped_images"):
         console.print(f"[yellow]skipped {retrain['skipped_images']} unreadable images[/yellow]")
     if check := retrain.get("check"):
-        console.print(
-            f"retraining judged by {check['measure']}: {check['before']['loss']:.4f} before, "
-            f"{check['after']['loss']:.4f} after; kept the model {check['kept']}",
-            highlight=False,
-        )
+        console.print(retrain_check_line(check), highlight=False)
+
+
+def retrain_check_line(check: dict) -> str:
+    """The validation images' verdict on retraining, in one line (reports before per-epoch scoring too)."""
+    history = check.get("history") or []
+    after = f"at best (epoch {check['epoch']:g} of {history[-1]['epoch']:g})" if len(history) > 1 else "after"
+    return (
+        f"retraining judged by {check['measure']}: {check['before']['loss']:.4f} before, "
+        f"{check['after']['loss']:.4f} {after}; kept the model {check['kept']}"
+    )
 
 
 def print_sparsity(sparsity: dict, console: Console) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..prune.report import ShrinkReport
-from .plots import plot_channels
+from .console import retrain_check_line
+from .plots import plot_channels, plot_retrain_check
 
 STYLE = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2em auto; max-width: 70em;
@@ -42,6 +43,7 @@ def render_report(report: ShrinkReport, compare: Path | None = None) -> str:
         _summary(report),
         _channels(report),
         _latency(report),
+        _retraining(report),
         _classes(report.accuracy.worst_classes),
         _comparison(compare) if compare is not None else "",
         _provenance(report),
@@ -137,6 +139,20 @@ def _latency(report: ShrinkReport) -> str:
         f"rounds before the last are predicted only; the final check is the written model's share of the "
         f"unpruned model's latency. Each measurement is the median of separate timing calls, whose range "
         f"shows how much one call can be trusted on this machine</p>{table}"
+    )
+
+
+def _retraining(report: ShrinkReport) -> str:
+    check = report.retraining.get("check")
+    if not check:
+        return ""
+    picture = ""
+    if len(check.get("history") or []) > 1:  # a curve needs more than the end of retraining
+        with tempfile.TemporaryDirectory() as tmp:
+            picture = _inline_png(plot_retrain_check(check, Path(tmp) / "retraining.png"))
+    return (
+        f"<h2>Retraining, judged on the validation images</h2><p id='retrain-check'>{_e(retrain_check_line(check))}"
+        f"</p>{picture}"
     )
 
 

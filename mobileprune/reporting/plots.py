@@ -1,12 +1,13 @@
 """Every PNG mobileprune draws, on matplotlib without a display.
 
 `plot_fps` (bench --plot), `plot_pareto` (sweep's pareto.png), `plot_filter_norms` (plot-filters),
-`plot_pie_grid` and `plot_class_damage` (compare). Colours
+`plot_pie_grid` and `plot_class_damage` (compare), `plot_channels` and `plot_retrain_check` (the HTML report). Colours
 come from matplotlib's colour-blind-safe `tableau-colorblind10` cycle.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -187,3 +188,26 @@ def plot_channels(groups: Sequence[dict], path: str | Path, title: str = "") -> 
     ax.set_title(title or "Channels kept per group")
     ax.legend(fontsize=8)
     return save_figure(fig, path)
+
+
+def plot_retrain_check(check: dict, path: str | Path) -> Path:
+    """The validation loss before retraining (epoch 0) and after every epoch, with the epoch that was kept."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    draw_retrain_check(ax, check, textwrap.fill(check["measure"], 70))
+    return save_figure(fig, path)
+
+
+def draw_retrain_check(ax, check: dict, title: str) -> None:
+    """`plot_retrain_check`'s curve on matplotlib axes `ax` (benchmarks put several side by side)."""
+    epochs = [0.0] + [h["epoch"] for h in check["history"]]
+    losses = [check["before"]["loss"]] + [h["loss"] for h in check["history"]]
+    ax.plot(epochs, losses, marker="o", markersize=3, label="validation loss")
+    kept = check["epoch"] if check["kept"] == "retrained" else 0.0
+    at = (kept, losses[epochs.index(kept)])
+    ax.scatter(*at, s=90, facecolors="none", edgecolors="C1", zorder=3)
+    label = f"kept: epoch {kept:g}" if kept else "kept: the model before retraining"
+    ax.annotate(label, at, textcoords="offset points", xytext=(6, 8), fontsize=8, color="C1")
+    ax.set_xlabel("epoch (0: before retraining)")
+    ax.set_ylabel("loss (lower is better)")
+    ax.set_title(title, fontsize=9)

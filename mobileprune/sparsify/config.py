@@ -22,7 +22,7 @@ class SparsifyConfig:
     batch_size: int = 32
     calibration_images: int = 128  # obs: images whose activations make each layer's Hessian
     distill: bool = False
-    retrain_check: bool = True  # keep a one-shot method's fine-tune only if held-out images say it helped
+    retrain_check: bool = True  # keep a one-shot method's fine-tune's best epoch if it helped
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4))
     seed: int = 0
     device: str = "cpu"

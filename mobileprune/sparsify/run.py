@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +21,11 @@ from ..artifacts.shrink_folder import EXPORTED_ONLY
 from ..errors import UserError
 from ..models import build_model
 from ..progress import SILENT, Progress
-from ..prune.checkpoint import cpu_weights
 from ..prune.cost import Cost, count_cost
 from ..prune.plan import ChannelPlan
 from ..prune.report import AccuracyReport
 from ..train.data import DataSplits, ImageSet, calibration_batches, evaluation_set, make_loader, train_transform
-from ..train.held_out import HeldOutCheck, Verdict
+from ..train.held_out import BestEpoch, HeldOutCheck, Verdict
 from ..train.loop import Accuracy, Trainer, evaluate
 from .config import SparsifyConfig
 from .finish import finish_sparsify
@@ -93,33 +93,37 @@ class SparsifyRun:
             self.data.calibration_set(), config.calibration_images, config.batch_size, config.seed
         )
 
-    def train(self, steps: int, hold: MaskHold, label: str) -> None:
+    def train(self, steps: int, hold: MaskHold, label: str, after_step: Callable[[int], None] | None = None) -> None:
         """`steps` fine-tune steps (cosine learning rate) with `hold` keeping the masks."""
         if self.trainer is None or steps <= 0:
             return
         t = time.time()
         with self.progress.task(label, steps) as bar:
             self.trainer.train(
-                self.model, steps, tick=lambda loss: bar.advance(1, f"loss {loss:.3f}"), cosine=True, regulariser=hold
+                self.model,
+                steps,
+                tick=lambda loss: bar.advance(1, f"loss {loss:.3f}"),
+                cosine=True,
+                regulariser=hold,
+                after_step=after_step,
             )
         self.timings["retrain_s"] = self.timings.get("retrain_s", 0.0) + time.time() - t
 
     def fine_tune(self, steps: int) -> None:
-        """The fine-tune after a one-shot method, kept only if the validation images say it helped.
+        """The fine-tune after a one-shot method; its best epoch kept if the validation images say it helped.
 
         Methods that sparsify while training (gradual, lottery) have no finished model before their
         training to fall back on, so only this fine-tune is judged (see train/held_out.py).
         """
         check = self.held_out if self.trainer is not None and steps > 0 else None
-        if check is not None:
-            before = check.score(self.model)
-            start = {k: v.clone() for k, v in cpu_weights(self.model).items()}  # training changes them in place
+        best = BestEpoch.start(check, self.model) if check is not None else None
         with held(self.model, self.masks) as hold:
-            self.train(steps, hold, f"masked fine-tune, {steps} steps")
-        if check is not None:
-            self.verdict = check.judge(before, self.model)
-            if not self.verdict.kept:
-                self.model.load_state_dict(start)
+            after_step = best.each_epoch(self.model, steps, len(self.trainer.loader)) if best is not None else None
+            self.train(steps, hold, f"masked fine-tune, {steps} steps", after_step)
+        if best is not None:
+            best.observe(self.model, steps / len(self.trainer.loader))
+            self.verdict = best.verdict()
+            best.restore(self.model)
             self.progress.log(self.verdict.message())
 
     @property

@@ -14,13 +14,18 @@ were trained with flips), doubling the samples for free.
 
 from __future__ import annotations
 
+import dataclasses
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..channels_last import channels_last
+from . import distributed
 from .data import ImageSet, seeded_sample
 
 MAX_IMAGES = 256  # enough to rank two models; more only costs time on every score
@@ -34,6 +39,10 @@ class HeldOutScore:
     def to_json(self) -> dict[str, float]:
         return {"loss": round(self.loss, 5), "top1": round(self.top1, 4)}
 
+    @classmethod
+    def from_json(cls, data: dict[str, float]) -> HeldOutScore:
+        return cls(data["loss"], data["top1"])
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -41,23 +50,34 @@ class Verdict:
 
     measure: str  # what the scores are (HeldOutCheck.describe)
     before: HeldOutScore
-    after: HeldOutScore
-    kept: bool  # the fine-tuned model (a loss no higher than before), else the one from before it
+    after: HeldOutScore  # the best the fine-tune reached (at `epoch`)
+    kept: bool  # the fine-tuned model at `epoch` (a loss no higher than before), else the one from before it
+    epoch: float  # the epoch whose weights `after` scores
+    history: tuple[tuple[float, float], ...]  # (epoch, loss) at the end of every epoch, and of the last step
+    seconds: float = 0.0  # spent scoring (inside the fine-tune's wall time)
+
+    @property
+    def last_epoch(self) -> float:
+        return self.history[-1][0] if self.history else self.epoch
 
     def to_json(self) -> dict:
         return {
             "measure": self.measure,
             "before": self.before.to_json(),
             "after": self.after.to_json(),
+            "epoch": self.epoch,
             "kept": "retrained" if self.kept else "before retraining",
+            "history": [{"epoch": e, "loss": round(loss, 5)} for e, loss in self.history],
+            "seconds": round(self.seconds, 1),
         }
 
     def message(self) -> str:
         change = f"{self.before.loss:.4f} → {self.after.loss:.4f}"
         if self.kept:
-            return f"retraining kept: {self.measure} {change}"
+            when = "" if self.epoch == self.last_epoch else f" (epoch {self.epoch:g} of {self.last_epoch:g}: the best)"
+            return f"retraining kept{when}: {self.measure} {change}"
         return (
-            f"[yellow]retraining discarded: it raised the {self.measure} ({change}); "
+            f"[yellow]retraining discarded: at its best it raised the {self.measure} ({change}); "
             "the model is the one from before retraining[/yellow]"
         )
 
@@ -109,15 +129,10 @@ class HeldOutCheck:
             n += len(out)
         return HeldOutScore(loss / max(n, 1), right / max(n, 1))
 
-    def judge(self, before: HeldOutScore, model: nn.Module) -> Verdict:
-        """Score the fine-tuned `model` and compare it with its score `before` the fine-tune."""
-        after = self.score(model)
-        return Verdict(self.describe(), before, after, after.loss <= before.loss)
-
     @torch.no_grad()
     def _logits(self, model: nn.Module) -> list[torch.Tensor]:
         home = next(model.parameters(), torch.empty(0)).device
-        training = model.training
+        training = {m: m.training for m in model.modules()}  # per module: a trainer's frozen batch norm stays so
         model.to(self.device).eval()
         try:
             if not self.batches:
@@ -125,4 +140,97 @@ class HeldOutCheck:
             with channels_last(self.batches[0].to(self.device), model):
                 return [model(b.to(self.device)).float().cpu() for b in self.batches]
         finally:
-            model.to(home).train(training)
+            model.to(home)
+            for m, mode in training.items():
+                m.training = mode
+
+
+class BestEpoch:
+    """The best weights a fine-tune passes through: scored before it and at the end of every epoch.
+
+    `observe` after each epoch (`each_epoch` does, during training) and at the end; then `verdict` says
+    which weights are best and `restore` puts them back. Its `state` goes into a resumable run's
+    checkpoint, so a resumed fine-tune remembers them. Under torchrun every rank scores its own copy of the
+    (identical) model, and rank 0's scores decide for all.
+    """
+
+    def __init__(self, check: HeldOutCheck, before: HeldOutScore, weights: dict[str, torch.Tensor]):
+        self.check = check
+        self.before = before
+        self.weights = weights  # the best so far (the starting weights until an epoch beats them)
+        self.after: HeldOutScore | None = None  # the best epoch's score, kept or not
+        self.epoch = 0.0
+        self.history: list[tuple[float, float]] = []
+        self.seconds = 0.0
+
+    @classmethod
+    def start(cls, check: HeldOutCheck, model: nn.Module) -> BestEpoch:
+        t = time.time()
+        best = cls(check, distributed.broadcast(check.score(model)), _copy_weights(model))
+        best.seconds = time.time() - t
+        return best
+
+    def observe(self, model: nn.Module, epoch: float) -> None:
+        t = time.time()
+        score = distributed.broadcast(self.check.score(model))
+        self.seconds += time.time() - t
+        self.history.append((round(epoch, 3), score.loss))
+        if self.after is not None and score.loss >= self.after.loss:
+            return
+        self.after, self.epoch = score, round(epoch, 3)
+        if score.loss <= self.before.loss:
+            self.weights = _copy_weights(model)
+
+    def each_epoch(
+        self, model: nn.Module, steps: int, per_epoch: int, then: Callable[[], None] | None = None
+    ) -> Callable[[int], None]:
+        """An `after_step` for Trainer.train: observe `model` after every `per_epoch` steps before the last
+        of `steps` (the caller observes the end), then call `then` (a checkpoint holding the new state, say)."""
+
+        def after_step(done: int) -> None:
+            if done % max(per_epoch, 1) == 0 and done < steps:
+                self.observe(model, done / max(per_epoch, 1))
+                if then is not None:
+                    then()
+
+        return after_step
+
+    @property
+    def kept(self) -> bool:
+        return self.after is not None and self.after.loss <= self.before.loss
+
+    def verdict(self) -> Verdict:
+        after = self.after if self.after is not None else self.before
+        history = tuple(self.history)
+        return Verdict(self.check.describe(), self.before, after, self.kept, self.epoch, history, self.seconds)
+
+    def restore(self, model: nn.Module) -> None:
+        """Put the best weights back (a no-op when the model ended on them)."""
+        if not (self.kept and self.epoch == self.history[-1][0]):
+            model.load_state_dict(self.weights)
+
+    def state(self) -> dict[str, Any]:
+        """Plain containers for a checkpoint; scores unrounded, so a resumed run decides as this one would."""
+        return {
+            "weights": self.weights,
+            "score": dataclasses.asdict(self.before),
+            "after": dataclasses.asdict(self.after) if self.after is not None else None,
+            "epoch": self.epoch,
+            "history": [list(h) for h in self.history],
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_state(cls, check: HeldOutCheck, state: dict[str, Any]) -> BestEpoch:
+        """Back from `state` (a checkpoint from before per-epoch scoring has only the weights and score)."""
+        best = cls(check, HeldOutScore.from_json(state["score"]), state["weights"])
+        best.after = HeldOutScore.from_json(state["after"]) if state.get("after") else None
+        best.epoch = state.get("epoch", 0.0)
+        best.history = [(e, loss) for e, loss in state.get("history", [])]
+        best.seconds = state.get("seconds", 0.0)
+        return best
+
+
+def _copy_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the weights (training changes the model's own in place)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

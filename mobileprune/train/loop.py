@@ -132,11 +132,13 @@ class Trainer:
         tick: Callable[[float], None] | None = None,
         cosine: bool = False,
         regulariser: StepRegulariser | None = None,
+        after_step: Callable[[int], None] | None = None,
     ) -> float:
         """`steps` optimiser steps on `model`; a new optimiser each call, since pruning replaces weights.
 
         A sparsity `regulariser` (see prune/sparsity.py) takes its proximal step after every optimiser step.
         A resumed call (see `load_state_dict`) starts at its saved step with its saved optimiser state.
+        `after_step` gets the number of this call's steps done after each (before `on_step` checkpoints).
         """
         if steps <= 0:
             return float("nan")
@@ -190,6 +192,8 @@ class Trainer:
                 self._call["step"] = step + 1
                 if tick:
                     tick(loss.item())
+                if after_step:
+                    after_step(step + 1)
                 if self.on_step:
                     self.on_step()
                 batch = None
