@@ -172,10 +172,11 @@ def fine_tune(run: ShrinkRun) -> None:
     if steps:
         after_step = None
         if best is not None:  # scored after every epoch; the checkpoint writes the best so far with its next save
-            hold = best.state
-            after_step = best.each_epoch(
-                run.model, steps, len(run.trainer.loader), then=lambda: run.checkpoint.hold_partial("fine_tune", hold())
-            )
+
+            def hold() -> None:
+                run.checkpoint.hold_partial("fine_tune", best.state())
+
+            after_step = best.each_epoch(run.model, steps, len(run.trainer.loader), then=hold)
         label = f"fine-tune {config.epochs:g} epochs"
         train_with_bar(run.trainer, run.model, steps, run.progress, label, cosine=True, after_step=after_step)
     if run.trainer.features is not None:
