@@ -16,7 +16,7 @@ from ..train import distributed
 from ..train.data import ImageSet, calibration_batches, make_loader, train_transform
 from ..train.features import FeatureMatch
 from ..train.held_out import BestEpoch, HeldOutCheck
-from ..train.loop import Trainer
+from ..train.loop import Trainer, train_with_bar
 from .checkpoint import accuracy_from, accuracy_state, cpu_weights
 from .reconstruct import reconstruct, refittable_layers
 
@@ -42,8 +42,8 @@ def sparsity_train(run: ShrinkRun) -> None:
     regulariser = run.criterion.sparsity_regulariser(run.model.to(config.device), run.graph, config.l1_gamma)
     trainer = Trainer(loader, config.train, teacher, config.device)
     steps = max(1, round(config.sparsity_train * len(loader)))
-    with run.progress.task(f"sparsity training ({regulariser.description})", steps) as bar:
-        trainer.train(run.model, steps, tick=lambda loss: bar.advance(1, f"loss {loss:.3f}"), regulariser=regulariser)
+    label = f"sparsity training ({regulariser.description})"
+    train_with_bar(trainer, run.model, steps, run.progress, label, regulariser=regulariser)
     regulariser.finish()
     run.timings["sparsity_train_s"] = time.time() - t
     run.accuracy.after_sparsity_training = run.evaluate(run.model, "accuracy after sparsity training")
@@ -172,18 +172,13 @@ def fine_tune(run: ShrinkRun) -> None:
     if steps:
         after_step = None
         if best is not None:  # scored after every epoch; the checkpoint writes the best so far with its next save
-            hold = best.state
-            after_step = best.each_epoch(
-                run.model, steps, len(run.trainer.loader), then=lambda: run.checkpoint.hold_partial("fine_tune", hold())
-            )
-        with run.progress.task(f"fine-tune {config.epochs:g} epochs", steps) as bar:
-            run.trainer.train(
-                run.model,
-                steps,
-                tick=lambda loss: bar.advance(1, f"loss {loss:.3f}"),
-                cosine=True,
-                after_step=after_step,
-            )
+
+            def hold() -> None:
+                run.checkpoint.hold_partial("fine_tune", best.state())
+
+            after_step = best.each_epoch(run.model, steps, len(run.trainer.loader), then=hold)
+        label = f"fine-tune {config.epochs:g} epochs"
+        train_with_bar(run.trainer, run.model, steps, run.progress, label, cosine=True, after_step=after_step)
     if run.trainer.features is not None:
         run.trainer.features.remove()
         run.trainer.features = None

@@ -26,7 +26,7 @@ from ..prune.plan import ChannelPlan
 from ..prune.report import AccuracyReport
 from ..train.data import DataSplits, ImageSet, calibration_batches, evaluation_set, make_loader, train_transform
 from ..train.held_out import BestEpoch, HeldOutCheck, Verdict
-from ..train.loop import Accuracy, Trainer, evaluate
+from ..train.loop import Accuracy, Trainer, evaluate, train_with_bar
 from .config import SparsifyConfig
 from .finish import finish_sparsify
 from .masks import MaskHold, WeightMasks, held, prunable_weights, sparse_layers
@@ -98,15 +98,8 @@ class SparsifyRun:
         if self.trainer is None or steps <= 0:
             return
         t = time.time()
-        with self.progress.task(label, steps) as bar:
-            self.trainer.train(
-                self.model,
-                steps,
-                tick=lambda loss: bar.advance(1, f"loss {loss:.3f}"),
-                cosine=True,
-                regulariser=hold,
-                after_step=after_step,
-            )
+        options = {"cosine": True, "regulariser": hold, "after_step": after_step}
+        train_with_bar(self.trainer, self.model, steps, self.progress, label, **options)
         self.timings["retrain_s"] = self.timings.get("retrain_s", 0.0) + time.time() - t
 
     def fine_tune(self, steps: int) -> None:

@@ -16,7 +16,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn as nn
@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from ..channels_last import channels_last
 from ..errors import UserError
+from ..progress import Progress
 from . import distributed
 from .class_counts import ClassCounts
 from .data import Batch
@@ -227,6 +228,14 @@ class Trainer:
         if labelled and self.config.label_weight > 0:
             loss = loss + self.config.label_weight * _cross_entropy(logits, labels)
         return loss
+
+
+def train_with_bar(
+    trainer: Trainer, model: nn.Module, steps: int, progress: Progress, label: str, **options: Any
+) -> float:
+    """`trainer.train` (with `options`) under a progress bar named `label` that shows each step's loss."""
+    with progress.task(label, steps) as bar:
+        return trainer.train(model, steps, tick=lambda loss: bar.advance(1, f"loss {loss:.3f}"), **options)
 
 
 def _cross_entropy(logits: torch.Tensor, labels: list[tuple[torch.Tensor, float]]) -> torch.Tensor:
