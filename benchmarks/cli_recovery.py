@@ -12,7 +12,8 @@ folder on the 500 held-out even-class photos:
 - `--target 0.84 --distill --allocation uniform|sensitivity`, `--epochs 0` and `20` (item 3: does
   retraining win accuracy back at the gentle target?), and the same four with `--no-reconstruct` (is the
   least-squares re-fit doing retraining's job?);
-- `sparsify --sparsity 0.5 --method magnitude --distill --epochs 2`, with and without `--retrain-check`.
+- `sparsify --sparsity 0.5 --method magnitude --distill --epochs 2`, with and without `--retrain-check`,
+  and at two lower learning rates than sparsify's default 1e-4 (3e-5, shrink's default, and 1e-5).
 
 `--device cuda` runs reconstruction and retraining on a GPU (the sensitivity pass stays on the CPU).
 `--evaluate-only` scores folders made earlier (e.g. on a GPU machine) without running shrink again.
@@ -77,6 +78,11 @@ SPARSIFY_RUNS = {
     "sparsify0.5_magnitude_epochs2_nocheck": ["--sparsity", "0.5", "--method", "magnitude", "--epochs", "2"]
     + ["--no-retrain-check"],
 }
+# is sparsify's default learning rate (1e-4) too high for distillation on a few hundred photos?
+SPARSIFY_RUNS |= {
+    f"sparsify0.5_magnitude_epochs2_lr{lr}": [*SPARSIFY_RUNS["sparsify0.5_magnitude_epochs2"], "--lr", lr]
+    for lr in ("3e-5", "1e-5")
+}
 RUNS |= SPARSIFY_RUNS
 
 
@@ -89,10 +95,14 @@ def main() -> None:
     ap.add_argument("--machine-note", default="", help="where the shrink runs ran, when not here")
     ap.add_argument("--wall", action="append", default=[], help="NAME=SECONDS measured where shrink ran")
     ap.add_argument("--only", default="", help="comma-separated runs (default: all); other rows stay in the JSON")
+    ap.add_argument("--plot-only", action="store_true", help="redraw cli_recovery_checks.png from the JSON")
     args = ap.parse_args()
+    out = HERE / "results" / "cli_recovery.json"
+    if args.plot_only:
+        plot_checks(json.loads(out.read_text())["rows"], out.with_name("cli_recovery_checks.png"))
+        return
     walls: dict[str, float] = {k: float(v) for k, v in (w.split("=", 1) for w in args.wall)}
     names = args.only.split(",") if args.only else list(RUNS)
-    out = HERE / "results" / "cli_recovery.json"
     rows = json.loads(out.read_text())["rows"] if args.only and out.exists() else {}
     ran_on = args.machine_note or f"this machine, --device {args.device}"
     if not args.evaluate_only:
@@ -145,11 +155,15 @@ def plot_checks(rows: dict[str, dict], path: Path) -> None:
     if not curves:
         return
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False)
-    for ax, (name, check) in zip(axes[0], curves.items(), strict=True):
+    across = min(2, len(curves))
+    down = -(-len(curves) // across)
+    fig, axes = plt.subplots(down, across, figsize=(5.6 * across, 3.4 * down), squeeze=False)
+    for ax, (name, check) in zip(axes.flat, curves.items(), strict=False):
         draw_retrain_check(ax, check, f"{name}: held-out top-1 {rows[name]['heldout_top1']:.3f}")
+    for ax in list(axes.flat)[len(curves) :]:
+        ax.set_visible(False)
     fig.suptitle("KL from the unpruned model on the 50 validation odd photos (+ mirrors), by epoch", fontsize=10)
-    save_figure(fig, path, top=0.9)
+    save_figure(fig, path, top=0.94)
 
 
 if __name__ == "__main__":
