@@ -209,3 +209,58 @@ def test_sparsify_keeps_its_best_epoch(trained, monkeypatch):
     assert checked.report.accuracy.after_retraining is not None
     final = checked.model.state_dict()
     assert all(torch.equal(final[k], v) for k, v in one_shot.model.state_dict().items())
+
+
+def test_patience_stops_after_that_many_epochs_without_a_better_score(trained):
+    loaded, data = trained
+    model = copy.deepcopy(loaded.model)
+    check = HeldOutCheck(data.val, model, use_labels=True, batch_size=5)
+    _scale_classifier(model, 0.01)
+    best = BestEpoch.start(check, model, patience=2)
+    after_step = best.each_epoch(model, steps=10, per_epoch=1)
+    stops = []
+    for epoch, factor in enumerate((2.0, 0.9, 1.0, 1.0, 1.0), start=1):  # better, then worse and the same
+        _scale_classifier(model, factor)
+        stops.append(after_step(epoch))
+        if stops[-1]:
+            break
+    assert stops == [False, False, True] and best.stopped_at == 3
+    verdict = best.verdict()
+    assert verdict.kept and verdict.epoch == 1 and verdict.best_at == 1
+    assert verdict.to_json()["stopped_early_at"] == 3 and "stopped after epoch 3" in verdict.message()
+    again = BestEpoch.from_state(check, best.state(), patience=2)  # as a resumed run reads it from its checkpoint
+    assert again.verdict() == verdict and again.stopped_at == 3
+
+
+def test_the_trainer_ends_the_call_when_after_step_says_stop(trained):
+    loaded, data = trained
+    trainer = Trainer(make_loader(data.train, 8, True, 0, 0), TrainConfig(lr=1e-4))
+    trainer.train(copy.deepcopy(loaded.model), 6, after_step=lambda done: done == 2)
+    assert trainer.steps_done == 2
+
+
+def _epochs_then_worse(self, model, steps, after_step=None, **_):
+    """A fake fine-tune whose first epoch negates the classifier and later ones leave it, honouring stops."""
+    per_epoch = len(self.loader)
+    for done in range(1, steps + 1):
+        if done == per_epoch:
+            _scale_classifier(model, -1.0)
+        self.steps_done += 1
+        if after_step and after_step(done):
+            break
+    return 0.0
+
+
+def test_shrink_with_patience_stops_early_and_keeps_the_model_from_before(trained, monkeypatch, run_cli):
+    one_shot = _shrink(trained, epochs=0)
+    monkeypatch.setattr(Trainer, "train", _epochs_then_worse)
+    stopped = _shrink(trained, epochs=6, patience=2)
+    check = stopped.report["retraining"]["check"]
+    assert check["stopped_early_at"] == 2 and [h["epoch"] for h in check["history"]] == [1, 2]
+    assert check["kept"] == "before retraining"
+    per_epoch = stopped.report["retraining"]["steps"] // 2
+    assert stopped.report["retraining"]["steps"] == 2 * per_epoch  # 2 of the 6 epochs trained
+    final = stopped.model.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in one_shot.model.state_dict().items())
+    with pytest.raises(Exception, match="--patience .*needs --retrain-check"):
+        _shrink(trained, epochs=6, patience=2, retrain_check=False)

@@ -71,6 +71,9 @@ def _shrink_options() -> dict[str, Opt]:
             "has no val/ folder) and keep its best epoch if that lowered the loss; else the model from before it.",
             "--retrain-check/--no-retrain-check",
         ),
+        "patience": Opt(
+            int, 0, "With --retrain-check: stop the fine-tune after this many epochs without a better score (0: never)."
+        ),
         "distill": Opt(bool, False, "Learn from the unpruned model (no labels needed)."),
         "distill_loss": Opt(
             str, "centered", f"{' or '.join(DISTILL_LOSSES)} (centered suits images unlike the training data)."

@@ -36,6 +36,7 @@ class ShrinkConfig:
     steps_per_layer: int = 50
     epochs: float = 0.0
     retrain_check: bool = True  # keep the fine-tune's best epoch if the validation images say it helped
+    patience: int = 0  # with the check: stop the fine-tune after this many epochs without a better score (0: never)
     distill: bool = False
     batch_size: int = 32
     sparsity_train: float = 0.0  # epochs of sparsity training before pruning (bn: L1 on BN scales; sss: gates)
@@ -66,6 +67,10 @@ class ShrinkConfig:
         check = getattr(COST_MODELS.get(self.by), "check", None)
         if check is not None:
             check(self.cost_options)
+        if self.patience < 0:
+            raise UserError(f"--patience must be 0 (off) or a number of epochs, not {self.patience}")
+        if self.patience and not self.retrain_check:
+            raise UserError("--patience stops on the validation images' scores: it needs --retrain-check")
         if self.sparsity_train < 0 or self.l1_gamma < 0:
             raise UserError("--sparsity-train and --l1-gamma must not be negative")
         if self.train.optimizer not in ("adamw", "sgd"):

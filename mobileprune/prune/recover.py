@@ -154,7 +154,7 @@ def fine_tune(run: ShrinkRun) -> None:
 
     Helped means a lower loss on the validation images (see train/held_out.py), scored after every epoch;
     the weights of the best epoch are kept, or those from before retraining when no epoch beat them, and
-    the report says which.
+    the report says which. With `--patience N` the fine-tune stops after N epochs without a better score.
     """
     if run.trainer is None:
         return
@@ -169,7 +169,7 @@ def fine_tune(run: ShrinkRun) -> None:
     if steps and run.trainer.teacher is not None and config.train.feature_weight > 0:
         layers = refittable_layers(run.model)
         run.trainer.features = FeatureMatch(run.model, run.trainer.teacher, layers, run.kept.get)
-    if steps:
+    if steps and (best is None or best.stopped_at is None):  # (a run resumed after an early stop trains no more)
         after_step = None
         if best is not None:  # scored after every epoch; the checkpoint writes the best so far with its next save
 
@@ -193,10 +193,10 @@ def fine_tune(run: ShrinkRun) -> None:
 
 def _start_of_retraining(run: ShrinkRun) -> BestEpoch:
     """The weights and validation score before the fine-tune (or, resuming, the best so far, from the checkpoint)."""
-    saved = run.checkpoint.partial("fine_tune")
+    saved, patience = run.checkpoint.partial("fine_tune"), run.config.patience
     if saved is not None:
-        return BestEpoch.from_state(run.held_out, saved)
-    best = BestEpoch.start(run.held_out, run.model)
+        return BestEpoch.from_state(run.held_out, saved, patience)
+    best = BestEpoch.start(run.held_out, run.model, patience)
     run.checkpoint.save_partial(run, "fine_tune", best.state())
     return best
 
@@ -204,7 +204,8 @@ def _start_of_retraining(run: ShrinkRun) -> BestEpoch:
 def _keep_the_best(run: ShrinkRun, best: BestEpoch, epochs: float) -> bool:
     """Score the end of the fine-tune and put back the best weights the validation images saw (the
     fine-tune's best epoch, or those from before it)."""
-    best.observe(run.model, epochs)
+    if best.stopped_at is None:
+        best.observe(run.model, epochs)
     verdict = best.verdict()
     run.retrain_check = verdict.to_json()
     best.restore(run.model)

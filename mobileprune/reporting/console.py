@@ -74,9 +74,10 @@ def retrain_check_line(check: dict) -> str:
     """The validation images' verdict on retraining, in one line (reports before per-epoch scoring too)."""
     history = check.get("history") or []
     after = f"at best (epoch {check['epoch']:g} of {history[-1]['epoch']:g})" if len(history) > 1 else "after"
+    stopped = f"; stopped early after epoch {check['stopped_early_at']:g}" if "stopped_early_at" in check else ""
     return (
         f"retraining judged by {check['measure']}: {check['before']['loss']:.4f} before, "
-        f"{check['after']['loss']:.4f} {after}; kept the model {check['kept']}"
+        f"{check['after']['loss']:.4f} {after}; kept the model {check['kept']}{stopped}"
     )
 
 

@@ -93,7 +93,9 @@ class SparsifyRun:
             self.data.calibration_set(), config.calibration_images, config.batch_size, config.seed
         )
 
-    def train(self, steps: int, hold: MaskHold, label: str, after_step: Callable[[int], None] | None = None) -> None:
+    def train(
+        self, steps: int, hold: MaskHold, label: str, after_step: Callable[[int], bool | None] | None = None
+    ) -> None:
         """`steps` fine-tune steps (cosine learning rate) with `hold` keeping the masks."""
         if self.trainer is None or steps <= 0:
             return

@@ -55,6 +55,8 @@ class Verdict:
     epoch: float  # the epoch whose weights `after` scores
     history: tuple[tuple[float, float], ...]  # (epoch, loss) at the end of every epoch, and of the last step
     seconds: float = 0.0  # spent scoring (inside the fine-tune's wall time)
+    stopped_at: float | None = None  # the epoch after which `patience` epochs without a better score stopped it
+    best_at: float = 0.0  # the epoch of the best weights (0: those from before the fine-tune)
 
     @property
     def last_epoch(self) -> float:
@@ -69,10 +71,13 @@ class Verdict:
             "kept": "retrained" if self.kept else "before retraining",
             "history": [{"epoch": e, "loss": round(loss, 5)} for e, loss in self.history],
             "seconds": round(self.seconds, 1),
+            **({"stopped_early_at": self.stopped_at} if self.stopped_at is not None else {}),
         }
 
     def message(self) -> str:
         change = f"{self.before.loss:.4f} → {self.after.loss:.4f}"
+        if self.stopped_at is not None:
+            change += f"; stopped after epoch {self.stopped_at:g}, no better score since epoch {self.best_at:g}"
         if self.kept:
             when = "" if self.epoch == self.last_epoch else f" (epoch {self.epoch:g} of {self.last_epoch:g}: the best)"
             return f"retraining kept{when}: {self.measure} {change}"
@@ -154,19 +159,22 @@ class BestEpoch:
     (identical) model, and rank 0's scores decide for all.
     """
 
-    def __init__(self, check: HeldOutCheck, before: HeldOutScore, weights: dict[str, torch.Tensor]):
+    def __init__(self, check: HeldOutCheck, before: HeldOutScore, weights: dict[str, torch.Tensor], patience: int = 0):
         self.check = check
+        self.patience = patience  # stop after this many epochs without a better score (0: never)
         self.before = before
         self.weights = weights  # the best so far (the starting weights until an epoch beats them)
         self.after: HeldOutScore | None = None  # the best epoch's score, kept or not
         self.epoch = 0.0
         self.history: list[tuple[float, float]] = []
         self.seconds = 0.0
+        self.best_at = 0.0  # the epoch `weights` are from (0: before the fine-tune)
+        self.stopped_at: float | None = None
 
     @classmethod
-    def start(cls, check: HeldOutCheck, model: nn.Module) -> BestEpoch:
+    def start(cls, check: HeldOutCheck, model: nn.Module, patience: int = 0) -> BestEpoch:
         t = time.time()
-        best = cls(check, distributed.broadcast(check.score(model)), _copy_weights(model))
+        best = cls(check, distributed.broadcast(check.score(model)), _copy_weights(model), patience)
         best.seconds = time.time() - t
         return best
 
@@ -179,19 +187,25 @@ class BestEpoch:
             return
         self.after, self.epoch = score, round(epoch, 3)
         if score.loss <= self.before.loss:
-            self.weights = _copy_weights(model)
+            self.weights, self.best_at = _copy_weights(model), self.epoch
 
     def each_epoch(
         self, model: nn.Module, steps: int, per_epoch: int, then: Callable[[], None] | None = None
-    ) -> Callable[[int], None]:
+    ) -> Callable[[int], bool]:
         """An `after_step` for Trainer.train: observe `model` after every `per_epoch` steps before the last
-        of `steps` (the caller observes the end), then call `then` (a checkpoint holding the new state, say)."""
+        of `steps` (the caller observes the end), then call `then` (a checkpoint holding the new state, say).
+        It returns True, stopping the training, once `patience` epochs have passed without a better score."""
 
-        def after_step(done: int) -> None:
-            if done % max(per_epoch, 1) == 0 and done < steps:
-                self.observe(model, done / max(per_epoch, 1))
-                if then is not None:
-                    then()
+        def after_step(done: int) -> bool:
+            if done % max(per_epoch, 1) or done >= steps:
+                return False
+            epoch = done / max(per_epoch, 1)
+            self.observe(model, epoch)
+            if self.patience and epoch - self.best_at >= self.patience:
+                self.stopped_at = round(epoch, 3)
+            if then is not None:
+                then()
+            return self.stopped_at is not None
 
         return after_step
 
@@ -202,7 +216,17 @@ class BestEpoch:
     def verdict(self) -> Verdict:
         after = self.after if self.after is not None else self.before
         history = tuple(self.history)
-        return Verdict(self.check.describe(), self.before, after, self.kept, self.epoch, history, self.seconds)
+        return Verdict(
+            self.check.describe(),
+            self.before,
+            after,
+            self.kept,
+            self.epoch,
+            history,
+            self.seconds,
+            self.stopped_at,
+            self.best_at,
+        )
 
     def restore(self, model: nn.Module) -> None:
         """Put the best weights back (a no-op when the model ended on them)."""
@@ -218,16 +242,19 @@ class BestEpoch:
             "epoch": self.epoch,
             "history": [list(h) for h in self.history],
             "seconds": self.seconds,
+            "best_at": self.best_at,
+            "stopped_at": self.stopped_at,
         }
 
     @classmethod
-    def from_state(cls, check: HeldOutCheck, state: dict[str, Any]) -> BestEpoch:
+    def from_state(cls, check: HeldOutCheck, state: dict[str, Any], patience: int = 0) -> BestEpoch:
         """Back from `state` (a checkpoint from before per-epoch scoring has only the weights and score)."""
-        best = cls(check, HeldOutScore.from_json(state["score"]), state["weights"])
+        best = cls(check, HeldOutScore.from_json(state["score"]), state["weights"], patience)
         best.after = HeldOutScore.from_json(state["after"]) if state.get("after") else None
         best.epoch = state.get("epoch", 0.0)
         best.history = [(e, loss) for e, loss in state.get("history", [])]
         best.seconds = state.get("seconds", 0.0)
+        best.best_at, best.stopped_at = state.get("best_at", 0.0), state.get("stopped_at")
         return best
 
 

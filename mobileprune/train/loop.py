@@ -133,13 +133,14 @@ class Trainer:
         tick: Callable[[float], None] | None = None,
         cosine: bool = False,
         regulariser: StepRegulariser | None = None,
-        after_step: Callable[[int], None] | None = None,
+        after_step: Callable[[int], bool | None] | None = None,
     ) -> float:
         """`steps` optimiser steps on `model`; a new optimiser each call, since pruning replaces weights.
 
         A sparsity `regulariser` (see prune/sparsity.py) takes its proximal step after every optimiser step.
         A resumed call (see `load_state_dict`) starts at its saved step with its saved optimiser state.
-        `after_step` gets the number of this call's steps done after each (before `on_step` checkpoints).
+        `after_step` gets the number of this call's steps done after each (before `on_step` checkpoints);
+        when it returns True, the call ends there (an early stop: the checkpoint still sees that step).
         """
         if steps <= 0:
             return float("nan")
@@ -164,7 +165,7 @@ class Trainer:
             batch = next(self._batches)
             teacher = [self.teacher] if self.teacher is not None else []
             layout.enter_context(channels_last(batch.images, model, *teacher))
-        total = 0.0
+        total, done = 0.0, 0
         try:
             wrapped = distributed.wrap(model, self.device)
             for step in range(first, steps):
@@ -190,19 +191,21 @@ class Trainer:
                     regulariser.step()
                 total += loss.item()
                 self.steps_done += 1
+                done += 1
                 self._call["step"] = step + 1
                 if tick:
                     tick(loss.item())
-                if after_step:
-                    after_step(step + 1)
+                stop = bool(after_step(step + 1)) if after_step else False
                 if self.on_step:
                     self.on_step()
                 batch = None
+                if stop:
+                    break
         finally:
             self._call = None
             layout.close()
         model.to(home, memory_format=torch.contiguous_format).eval()
-        return total / max(steps - first, 1)
+        return total / max(done, 1)
 
     def _mix(self, x: torch.Tensor, labels: torch.Tensor):
         """Mixup within the batch: more distinct inputs from few images (the teacher labels the same mix)."""
