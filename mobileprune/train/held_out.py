@@ -155,7 +155,8 @@ class BestEpoch:
 
     `observe` after each epoch (`each_epoch` does, during training) and at the end; then `verdict` says
     which weights are best and `restore` puts them back. Its `state` goes into a resumable run's
-    checkpoint, so a resumed fine-tune remembers them. Under torchrun every rank scores its own copy of the
+    checkpoint, so a resumed fine-tune remembers them. With `patience`, `each_epoch` ends the training once
+    that many epochs have brought no better score. Under torchrun every rank scores its own copy of the
     (identical) model, and rank 0's scores decide for all.
     """
 
