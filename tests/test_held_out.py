@@ -129,20 +129,16 @@ def test_the_best_epoch_is_kept_not_the_last(trained):
     sharper = copy.deepcopy(model.state_dict())
     best.observe(model, 1)
     _scale_classifier(model, -1.0)
-    best.observe(model, 2)
+    verdict = best.finish(model, 2)  # scores epoch 2 and puts the best weights back
 
-    verdict = best.verdict()
     assert verdict.kept and verdict.epoch == 1 and verdict.after.loss < verdict.before.loss
     assert [e for e, _ in verdict.history] == [1, 2] and verdict.history[1][1] > verdict.before.loss
     assert "epoch 1 of 2" in verdict.message()
-    best.restore(model)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in sharper.items())
 
     worse = BestEpoch.start(check, model)  # every epoch worse than before: the weights from before come back
     _scale_classifier(model, -1.0)
-    worse.observe(model, 1)
-    assert not worse.verdict().kept
-    worse.restore(model)
+    assert not worse.finish(model, 1).kept
     assert all(torch.equal(model.state_dict()[k], v) for k, v in sharper.items())
     assert not any(torch.equal(model.state_dict()[k], v) for k, v in start.items() if "classifier.1" in k)
 

@@ -204,10 +204,7 @@ def _start_of_retraining(run: ShrinkRun) -> BestEpoch:
 def _keep_the_best(run: ShrinkRun, best: BestEpoch, epochs: float) -> bool:
     """Score the end of the fine-tune and put back the best weights the validation images saw (the
     fine-tune's best epoch, or those from before it)."""
-    if best.stopped_at is None:
-        best.observe(run.model, epochs)
-    verdict = best.verdict()
+    verdict = best.finish(run.model, epochs)
     run.retrain_check = verdict.to_json()
-    best.restore(run.model)
     run.progress.log(verdict.message())
     return verdict.kept

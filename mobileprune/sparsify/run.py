@@ -116,9 +116,7 @@ class SparsifyRun:
             after_step = best.each_epoch(self.model, steps, len(self.trainer.loader)) if best is not None else None
             self.train(steps, hold, f"masked fine-tune, {steps} steps", after_step)
         if best is not None:
-            best.observe(self.model, steps / len(self.trainer.loader))
-            self.verdict = best.verdict()
-            best.restore(self.model)
+            self.verdict = best.finish(self.model, steps / len(self.trainer.loader))
             self.progress.log(self.verdict.message())
 
     @property

@@ -153,8 +153,8 @@ class HeldOutCheck:
 class BestEpoch:
     """The best weights a fine-tune passes through: scored before it and at the end of every epoch.
 
-    `observe` after each epoch (`each_epoch` does, during training) and at the end; then `verdict` says
-    which weights are best and `restore` puts them back. Its `state` goes into a resumable run's
+    `observe` after each epoch (`each_epoch` does, during training); `finish` scores the end, puts the best
+    weights back and says which they are. Its `state` goes into a resumable run's
     checkpoint, so a resumed fine-tune remembers them. With `patience`, `each_epoch` ends the training once
     that many epochs have brought no better score. Under torchrun every rank scores its own copy of the
     (identical) model, and rank 0's scores decide for all.
@@ -229,10 +229,14 @@ class BestEpoch:
             self.best_at,
         )
 
-    def restore(self, model: nn.Module) -> None:
-        """Put the best weights back (a no-op when the model ended on them)."""
+    def finish(self, model: nn.Module, epoch: float) -> Verdict:
+        """At the end of the fine-tune (`epoch`; already scored when `patience` stopped it): the verdict,
+        with the best weights put back into `model` (a no-op when it ended on them)."""
+        if self.stopped_at is None:
+            self.observe(model, epoch)
         if not (self.kept and self.epoch == self.history[-1][0]):
             model.load_state_dict(self.weights)
+        return self.verdict()
 
     def state(self) -> dict[str, Any]:
         """Plain containers for a checkpoint; scores unrounded, so a resumed run decides as this one would."""
