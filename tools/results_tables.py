@@ -1,6 +1,7 @@
 """Print the README's tables from benchmarks/results/*.json, so the numbers in the README are the files'.
 
-python tools/results_tables.py accuracy      # accuracy_at_2x.json
+python tools/results_tables.py accuracy      # accuracy_at_2x.json (docs/accuracy-at-2x.md: every run)
+python tools/results_tables.py accuracy --latest   # only each target's newest recipe (the README's table)
 python tools/results_tables.py latency       # latency_target.json
 """
 
@@ -17,19 +18,29 @@ def _f(x, digits=3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
-def accuracy() -> None:
+def accuracy(latest: bool = False) -> None:
+    """Every row, or with `latest` only the rows of each target's newest reconstruction recipe (today's code:
+    a recipe's description only grows, "…, residual blocks to their outputs", so the longest is the newest)."""
     data = json.loads((RESULTS / "accuracy_at_2x.json").read_text())
     print(f"unpruned top-1 {data['unpruned_top1']:.3f}; recovery {data['recovery']['steps']} steps of 32")
+    rows = sorted(data["rows"], key=lambda row: (_target(row)[0] != "macs", _target(row), row["reconstruction"]))
+    if latest:
+        newest: dict[tuple[str, float], str] = {}
+        for r in rows:
+            newest[_target(r)] = max(newest.get(_target(r), ""), r["reconstruction"], key=len)
+        rows = [r for r in rows if r["reconstruction"] == newest[_target(r)]]
+        print(f"reconstruction on {', '.join(sorted(set(newest.values())))}")
+    recipe = "" if latest else " reconstruction on |"
     print(
-        "| target | reconstruction on | method | MACs kept | params kept | latency kept (measured) | pruned "
+        f"| target |{recipe} method | MACs kept | params kept | latency kept (measured) | pruned "
         "| + reconstruction | + distillation | wall (prune / recon / distill) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    rows = sorted(data["rows"], key=lambda row: (_target(row)[0] != "macs", _target(row), row["reconstruction"]))
+    print("|---" * (9 if latest else 10) + "|")
     for r in rows:
         by, target = _target(r)
+        recipe = "" if latest else f" {r['reconstruction']} |"
         print(
-            f"| {target:g} {'MACs' if by == 'macs' else 'latency'} | {r['reconstruction']} | {r['method']} | "
+            f"| {target:g} {'MACs' if by == 'macs' else 'latency'} |{recipe} {r['method']} | "
             f"{r['mac_ratio']:.3f} | {r['params_ratio']:.3f} | {_f(r.get('latency_ratio'))} | "
             f"{_f(r['top1_pruned'])} | {_f(r['top1_reconstructed'])} | {_f(r['top1_distilled'])} | "
             f"{r['prune_s']:.0f} / {_f(r.get('reconstruct_s'), 0)} / {r['distill_s']:.0f} s |"
@@ -77,4 +88,7 @@ def latency() -> None:
 
 
 if __name__ == "__main__":
-    {"accuracy": accuracy, "latency": latency}[sys.argv[1]]()
+    if sys.argv[1] == "accuracy":
+        accuracy(latest=sys.argv[2:] == ["--latest"])
+    else:
+        {"latency": latency}[sys.argv[1]]()
