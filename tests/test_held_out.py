@@ -260,3 +260,16 @@ def test_shrink_with_patience_stops_early_and_keeps_the_model_from_before(traine
     assert all(torch.equal(final[k], v) for k, v in one_shot.model.state_dict().items())
     with pytest.raises(Exception, match="--patience .*needs --retrain-check"):
         _shrink(trained, epochs=6, patience=2, retrain_check=False)
+
+
+def test_sparsify_with_patience_stops_early_and_keeps_the_model_from_before(trained, monkeypatch):
+    one_shot = _sparsify(trained, epochs=0)
+    monkeypatch.setattr(Trainer, "train", _epochs_then_worse)
+    stopped = _sparsify(trained, epochs=6, patience=2)
+    check = stopped.report.retraining["check"]
+    assert check["stopped_early_at"] == 2 and [h["epoch"] for h in check["history"]] == [1, 2]
+    assert check["kept"] == "before retraining"
+    final = stopped.model.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in one_shot.model.state_dict().items())
+    with pytest.raises(Exception, match="--patience .*needs --retrain-check"):
+        _sparsify(trained, epochs=6, patience=2, retrain_check=False)

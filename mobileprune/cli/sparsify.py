@@ -53,6 +53,10 @@ def sparsify(
             "images (held-out 10% of --data when it has no val/ folder).",
         ),
     ] = True,
+    patience: Annotated[
+        int,
+        typer.Option(help="With --retrain-check: stop the fine-tune after this many epochs without a better score."),
+    ] = 0,
     lr: Annotated[float, typer.Option(help="Fine-tune learning rate (AdamW).")] = 1e-4,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 32,
     calibration_images: Annotated[
@@ -77,6 +81,7 @@ def sparsify(
         calibration_images=calibration_images,
         distill=distill,
         retrain_check=retrain_check,
+        patience=patience,
         train=TrainConfig(lr=lr),
         seed=seed,
         device=device,

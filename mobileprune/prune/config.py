@@ -14,6 +14,7 @@ import torch
 
 from ..errors import UserError
 from ..train.distill import DISTILL_LOSSES
+from ..train.held_out import check_patience
 from ..train.loop import TrainConfig
 from .allocate import ALLOCATIONS
 from .cost import COST_MODELS
@@ -67,10 +68,7 @@ class ShrinkConfig:
         check = getattr(COST_MODELS.get(self.by), "check", None)
         if check is not None:
             check(self.cost_options)
-        if self.patience < 0:
-            raise UserError(f"--patience must be 0 (off) or a number of epochs, not {self.patience}")
-        if self.patience and not self.retrain_check:
-            raise UserError("--patience stops on the validation images' scores: it needs --retrain-check")
+        check_patience(self.patience, self.retrain_check)
         if self.sparsity_train < 0 or self.l1_gamma < 0:
             raise UserError("--sparsity-train and --l1-gamma must not be negative")
         if self.train.optimizer not in ("adamw", "sgd"):

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from ..train.held_out import check_patience
 from ..train.loop import TrainConfig
 from .methods import METHODS
 from .selection import SCOPES
@@ -23,6 +24,7 @@ class SparsifyConfig:
     calibration_images: int = 128  # obs: images whose activations make each layer's Hessian
     distill: bool = False
     retrain_check: bool = True  # keep a one-shot method's fine-tune's best epoch if it helped
+    patience: int = 0  # with the check: stop the fine-tune after this many epochs without a better score (0: never)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4))
     seed: int = 0
     device: str = "cpu"
@@ -35,6 +37,7 @@ class SparsifyConfig:
             raise UserError(f"--scope must be one of {', '.join(SCOPES)}, not '{self.scope}'")
         if self.epochs < 0 or self.batch_size < 1 or self.calibration_images < 1:
             raise UserError("--epochs must not be negative; --batch-size and --calibration-images at least 1")
+        check_patience(self.patience, self.retrain_check)
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError(f"--device {self.device}: this machine has no usable GPU; use --device cpu")
         if self.train.optimizer not in ("adamw", "sgd"):

@@ -111,7 +111,7 @@ class SparsifyRun:
         training to fall back on, so only this fine-tune is judged (see train/held_out.py).
         """
         check = self.held_out if self.trainer is not None and steps > 0 else None
-        best = BestEpoch.start(check, self.model) if check is not None else None
+        best = BestEpoch.start(check, self.model, self.config.patience) if check is not None else None
         with held(self.model, self.masks) as hold:
             after_step = best.each_epoch(self.model, steps, len(self.trainer.loader)) if best is not None else None
             self.train(steps, hold, f"masked fine-tune, {steps} steps", after_step)

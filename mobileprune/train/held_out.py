@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..channels_last import channels_last
+from ..errors import UserError
 from . import distributed
 from .data import ImageSet, seeded_sample
 
@@ -148,6 +149,14 @@ class HeldOutCheck:
             model.to(home)
             for m, mode in training.items():
                 m.training = mode
+
+
+def check_patience(patience: int, retrain_check: bool) -> None:
+    """`--patience` is a whole number of epochs, and it stops on the check's scores, so it needs the check."""
+    if patience < 0:
+        raise UserError(f"--patience must be 0 (off) or a number of epochs, not {patience}")
+    if patience and not retrain_check:
+        raise UserError("--patience stops on the validation images' scores: it needs --retrain-check")
 
 
 class BestEpoch:
