@@ -64,6 +64,9 @@ RUNS = {
         "--rounds",
         "8",
     ],
+    # channels chosen by structured layer-wise OBS (what the consumers' re-fit leaves) instead of filter L1
+    "macs0.5_oneshot_obs": ["--by", "macs", "--target", "0.5", "--schedule", "oneshot", "--epochs", "0"]
+    + ["--criterion", "obs"],
     # the speed-up a user feels: half the latency measured on LiteRT (fp32, one thread) on this machine
     "latency0.5_oneshot": ["--speedup", "2", "--schedule", "oneshot", "--epochs", "0"],
     "params0.84_uniform_oneshot": ["--target", "0.84", "--allocation", "uniform", "--epochs", "0"],

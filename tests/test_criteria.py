@@ -1,4 +1,5 @@
-"""Every criterion ranks a planted dead filter last; global allocation; the bn criterion's warnings."""
+"""Every criterion ranks a planted dead filter last; obs ranks by what a re-fit leaves; global allocation; the bn
+criterion's warnings."""
 
 import warnings
 
@@ -48,7 +49,7 @@ def _model_with_dead_filter(arch: str = "mobilenet_v2"):
     return model, graph, name, CalibrationData.from_model(model, [x[:4], x[4:]])
 
 
-@pytest.mark.parametrize("criterion", ["l1", "bn", "taylor", "hessian", "ucb"])
+@pytest.mark.parametrize("criterion", ["l1", "bn", "taylor", "hessian", "ucb", "obs"])
 def test_criterion_ranks_a_dead_filter_last(criterion):
     model, graph, name, data = _model_with_dead_filter()
     c = CRITERIA.create(criterion)
@@ -87,7 +88,7 @@ def test_global_allocation_respects_the_per_layer_cap_and_hits_the_target():
     assert result.report["allocation"]["strategy"].startswith("global (l1 scores, at most 50%")
 
 
-@pytest.mark.parametrize("criterion", ["taylor", "hessian", "random"])
+@pytest.mark.parametrize("criterion", ["taylor", "hessian", "random", "obs"])
 def test_every_criterion_shrinks_end_to_end(criterion):
     loaded = load_model("mobilenet_v3_small", arch_kwargs={"num_classes": 10, "width_mult": 0.5})
     loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": 64})
@@ -262,3 +263,56 @@ def test_ucb_and_greedy_probes_from_cached_block_inputs_match_whole_forward_pass
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     assert costs == pytest.approx(whole_costs, rel=1e-4, abs=1e-7)
     assert any(c > 0 for c in costs)
+
+
+def _linear_pair(producer: torch.Tensor, consumer: torch.Tensor):
+    """conv1 (4 → 4 channels, 1×1, linear: `producer`) feeding conv2 (4 → rows of `consumer`) and a protected
+    classifier, with calibration images."""
+    rows = consumer.shape[0]
+    model = nn.Sequential(
+        nn.Conv2d(4, 4, 1), nn.Conv2d(4, rows, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(rows, 2)
+    )
+    with torch.no_grad():
+        model[0].weight.copy_(producer[:, :, None, None])
+        model[0].bias.zero_()
+        model[1].weight.copy_(consumer[:, :, None, None])
+    x = torch.randn(16, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    graph = PruningGraph(model, x[:1], [model[4]])
+    return model, graph, CalibrationData.from_model(model, [x[:8], x[8:]])
+
+
+def test_obs_removes_a_channel_the_others_predict_where_l1_removes_the_smallest():
+    """conv1's channel 3 is channel 0 plus channel 1, so a re-fit of conv2 on any three of {0, 1, 3} recovers the
+    fourth exactly; channel 2 carries information of its own but the smallest weights."""
+    producer = torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [1, 1, 0, 0]])
+    consumer = torch.tensor([[2.0, -3.0, 0.3, 4.0], [-2.5, 2.0, -0.3, 3.0], [3.0, 2.0, 0.3, -5.0]])
+    model, graph, data = _linear_pair(producer, consumer)
+    first = {}
+    for name in ("l1", "obs"):
+        criterion = CRITERIA.create(name)
+        criterion.prepare(model, data)
+        scores = criterion.scores(graph, "0")
+        first[name] = int(torch.argmin(scores))
+    assert first["l1"] == 2 and first["obs"] in (0, 1, 3)
+    assert float(scores.min()) < 1e-3 * float(scores.max())  # free to remove: the re-fit makes up for it
+
+
+def test_obs_scores_the_error_a_least_squares_refit_leaves():
+    """The first channel obs removes costs, relative to the consumer's output variance, what re-fitting the
+    consumer (weights and bias) on the other channels actually leaves on the statistics' images."""
+    generator = torch.Generator().manual_seed(1)
+    producer = torch.eye(4) + 0.5 * torch.randn(4, 4, generator=generator)  # correlated, none redundant
+    model, graph, data = _linear_pair(producer, torch.randn(6, 4, generator=generator))
+    criterion = CRITERIA.create("obs")
+    criterion.prepare(model, data)
+    scores = criterion.scores(graph, "0")
+    first = int(torch.argmin(scores))
+    with torch.no_grad():
+        x = torch.cat([model[0](b) for b in data.batches]).movedim(1, -1).reshape(-1, 4).double()
+        y = x @ model[1].weight[:, :, 0, 0].double().T
+        kept = [c for c in range(4) if c != first]
+        design = torch.cat([x[:, kept], torch.ones(len(x), 1, dtype=x.dtype)], 1)
+        refit = torch.linalg.lstsq(design, y).solution
+        left = (y - design @ refit).pow(2).sum() / (y - y.mean(0)).pow(2).sum()
+    assert float(left) > 1e-3, float(left)
+    assert float(scores[first]) == pytest.approx(float(left), rel=0.05)  # the criterion's small ridge: a bit more

@@ -35,7 +35,7 @@ from .finish import ShrinkResult, finish
 from .graph import PruningGraph
 from .measured_target import allocate_to_measured_target, recheck_latency, resolve_round_to
 from .plan import ChannelPlan
-from .recover import fine_tune, prepare_recovery, reconstruct_layers, reconstruction_batches, sparsity_train
+from .recover import fine_tune, prepare_recovery, reconstruct_layers, sparsity_train, statistics_images
 from .report import AccuracyReport, layer_shapes
 from .schedules import ScheduleContext
 
@@ -241,6 +241,7 @@ def calibrate(run: ShrinkRun) -> None:
         size = run.loaded.spec.input_size
         run.batches = noise_batches(config.calibration_images, size, config.batch_size, config.seed)
     run.calibration = CalibrationData.from_model(run.model, run.batches)
+    run.calibration.fitting = statistics_images(run) if run.criterion.needs_data else []
     if run.criterion.needs_data:
         run.progress.log(
             f"criterion {run.criterion.name} ranks channels on {'data-free proxy: ' * run.data_free}{run.source}"
@@ -298,7 +299,7 @@ def allocate_channels(run: ShrinkRun, target: float) -> None:
             run.progress,
             resume=run.checkpoint.partial(key),
             save_partial=lambda value: run.checkpoint.save_partial(run, key, value),
-            reconstruction_batches=reconstruction_batches(run),
+            statistics_images=statistics_images(run),
         )
         strategy.prepare(inputs)
         if getattr(run.cost, "verified", False):  # a measured cost: time the allocation, correct, repeat

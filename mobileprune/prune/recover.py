@@ -18,6 +18,7 @@ from ..train.features import FeatureMatch
 from ..train.held_out import BestEpoch, HeldOutCheck
 from ..train.loop import Trainer, train_with_bar
 from .checkpoint import accuracy_from, accuracy_state, cpu_weights
+from .compensation import held_apart
 from .reconstruct import reconstruct, refittable_layers
 
 if TYPE_CHECKING:
@@ -103,6 +104,13 @@ def fitting_batches(images: ImageSet, count: int, batch_size: int, seed: int, mi
     """`count` seeded images (eval transform) in batches, followed by their mirror images when `mirror`."""
     batches = calibration_batches(images, count, batch_size, seed)
     return batches + [b.flip(-1) for b in batches] if mirror else batches
+
+
+def statistics_images(run: ShrinkRun) -> list[torch.Tensor]:
+    """What layer-input statistics are measured on: the reconstruction images without the calibration images
+    (compensation.held_apart: a probe graded on its own images flatters itself); none without reconstruction."""
+    fitting = reconstruction_batches(run)
+    return held_apart(fitting, run.batches) if fitting else []
 
 
 def reconstruct_layers(run: ShrinkRun) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ...errors import UserError
@@ -78,7 +78,8 @@ class AllocationInputs:
     progress: object  # Progress
     resume: Any = None  # what `save_partial` last saved, when resuming a run killed inside this allocation
     save_partial: Callable[[Any], None] | None = None  # a long measurement saves its progress here
-    reconstruction_batches: list | None = None  # images reconstruction re-fits on after this prune (None: none)
+    # reconstruction's images without the calibration inputs, for layer-input statistics (empty: no reconstruction)
+    statistics_images: list = field(default_factory=list)
 
 
 def allowed_removals(group: ChannelGroup, round_to: int, max_fraction: float | None = None) -> list[int]:

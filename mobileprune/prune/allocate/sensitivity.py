@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...channels_last import channels_last
-from ..compensation import InputStatistics, held_apart
+from ..compensation import InputStatistics
 from ..criteria import Criterion
 from ..graph import ChannelGroup, PruningGraph
 from ..masking import consumers_of, masked
@@ -121,11 +121,10 @@ class SensitivityAllocation(AllocationStrategy):
         graph, progress = inputs.graph, inputs.progress
         self.source = f"{'data-free proxy: ' if inputs.data_free else ''}KL on {inputs.source}"
         statistics = None
-        if inputs.reconstruction_batches:
+        if inputs.statistics_images:
             layers = refittable_layers(inputs.model)
-            fitting = held_apart(inputs.reconstruction_batches, inputs.batches)
-            statistics = InputStatistics.measure(inputs.model, layers, fitting)
-            images = sum(len(b) for b in fitting)
+            statistics = InputStatistics.measure(inputs.model, layers, inputs.statistics_images)
+            images = sum(len(b) for b in inputs.statistics_images)
             self.source += (
                 f", removed channels predicted from kept ones ({images} other images; reconstruction follows)"
             )

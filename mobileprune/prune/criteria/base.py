@@ -14,7 +14,7 @@ original weights a KL-to-teacher loss has zero gradient, so it cannot rank anyth
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
@@ -34,6 +34,9 @@ class CalibrationData:
 
     batches: list[torch.Tensor]
     targets: list[torch.Tensor]  # top-1 class of the unpruned model per image
+    # what reconstruction will fit on, without the images of `batches` (compensation.held_apart): statistics
+    # of layer inputs need far more images than a probe does; empty when no reconstruction follows
+    fitting: list[torch.Tensor] = field(default_factory=list)
 
     @classmethod
     @torch.no_grad()
