@@ -316,3 +316,24 @@ def test_obs_scores_the_error_a_least_squares_refit_leaves():
         left = (y - design @ refit).pow(2).sum() / (y - y.mean(0)).pow(2).sum()
     assert float(left) > 1e-3, float(left)
     assert float(scores[first]) == pytest.approx(float(left), rel=0.05)  # the criterion's small ridge: a bit more
+
+
+def test_obs_ranks_on_the_reconstruction_images_held_apart_from_the_probes(image_folder, monkeypatch):
+    from mobileprune.prune.criteria.obs import OBSCriterion
+    from mobileprune.train.data import open_data
+
+    loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 2, "width_mult": 0.25})
+    loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": 32})
+    data = open_data(image_folder, 32, loaded.spec.mean, loaded.spec.std)
+    seen = []
+    prepare = OBSCriterion.prepare
+    monkeypatch.setattr(OBSCriterion, "prepare", lambda self, model, d: seen.append(d) or prepare(self, model, d))
+    config = ShrinkConfig(target=0.7, by="macs", criterion="obs", calibration_images=8, batch_size=8, workers=0)
+    result = shrink(loaded, config, data)
+    assert abs(result.report["achieved"] - 0.7) <= 0.01
+    calibration = seen[0]
+    probes = {image.numpy().tobytes() for batch in calibration.batches for image in batch}
+    fitted = [image for batch in calibration.fitting for image in batch]
+    # every training image but the 8 probe images, and each one's mirror image (reconstruction's fitting set)
+    assert len(fitted) == 2 * (len(data.train) - 1 - 8)  # one training file is corrupt
+    assert not probes & {image.numpy().tobytes() for image in fitted}

@@ -32,6 +32,7 @@ from ..compensation import InputStatistics
 from ..graph import PruningGraph, is_depthwise
 from ..reconstruct import refittable_layers
 from .base import CRITERIA, CalibrationData, Criterion
+from .l1 import L1Criterion
 
 _INPUT_SIDE = (function.prune_conv_in_channels, function.prune_linear_in_channels)
 # relative to the mean input variance: keeps P finite for dead or duplicate channels while charging a
@@ -68,8 +69,7 @@ class OBSCriterion(Criterion):
             if consumers:
                 self.cache[key] = _greedy_obs(consumers, channels)
             else:
-                magnitude = tp.importance.GroupMagnitudeImportance(p=1, group_reduction="mean", normalizer=None)
-                self.cache[key] = magnitude(graph.tp_group(name)).detach().float().cpu()
+                self.cache[key] = L1Criterion().scores(graph, name)
         return self.cache[key]
 
     def _consumers(self, group: tp.dependency.Group) -> list[_Consumer]:
