@@ -241,7 +241,7 @@ def calibrate(run: ShrinkRun) -> None:
         size = run.loaded.spec.input_size
         run.batches = noise_batches(config.calibration_images, size, config.batch_size, config.seed)
     run.calibration = CalibrationData.from_model(run.model, run.batches)
-    run.calibration.fitting = statistics_images(run) if run.criterion.needs_data else []
+    run.calibration.fitting = statistics_images(run) if run.criterion.needs_fitting_images else []
     if run.criterion.needs_data:
         run.progress.log(
             f"criterion {run.criterion.name} ranks channels on {'data-free proxy: ' * run.data_free}{run.source}"

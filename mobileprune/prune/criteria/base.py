@@ -57,6 +57,8 @@ class Criterion:
     # Whether the criterion reads scales that sparsity training (`--sparsity-train`) shapes: "required"
     # when it has nothing to rank without it, "optional" when trained scales merely rank better.
     sparsity_training: ClassVar[Literal["unused", "optional", "required"]] = "unused"
+    # True when it ranks by layer-input statistics, which need reconstruction's images (`CalibrationData.fitting`)
+    needs_fitting_images: ClassVar[bool] = False
 
     def sparsity_regulariser(self, model: nn.Module, graph: PruningGraph, strength: float) -> SparsityRegulariser:
         """What `--sparsity-train` trains with: network slimming's L1 on BN scales unless the method has its own."""

@@ -45,6 +45,7 @@ class OBSCriterion(Criterion):
     name = "obs"
     description = "structured layer-wise OBS: the error left once consumers are re-fitted"
     needs_data = True
+    needs_fitting_images = True
 
     def __init__(self) -> None:
         self.statistics: InputStatistics | None = None
