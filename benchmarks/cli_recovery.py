@@ -13,13 +13,16 @@ folder on the 500 held-out even-class photos:
 - `--target 0.84 --distill --allocation uniform|sensitivity`, `--epochs 0` and `20` (item 3: does
   retraining win accuracy back at the gentle target?), and the same four with `--no-reconstruct` (is the
   least-squares re-fit doing retraining's job?);
+- the one-shot 0.5-MACs command given only the first 63, 125 or 250 of the odd photos (a seeded order):
+  how many unlabeled photos does a user need?
 - `sparsify --sparsity 0.5 --method magnitude --distill --epochs 2`, with and without `--retrain-check`,
   and at two lower learning rates than sparsify's default 1e-4 (3e-5, shrink's default, and 1e-5).
 
 `--device cuda` runs reconstruction and retraining on a GPU (the sensitivity pass stays on the CPU).
 `--evaluate-only` scores folders made earlier (e.g. on a GPU machine) without running shrink again.
 Writes benchmarks/results/cli_recovery.json, and cli_recovery_checks.png: the validation loss after every
-epoch of each row whose fine-tune `--retrain-check` scored epoch by epoch.
+epoch of each row whose fine-tune `--retrain-check` scored epoch by epoch, and cli_recovery_photos.png: the
+one-shot 0.5-MACs top-1 (and wall time) against the number of photos.
 Run: `python benchmarks/cli_recovery.py --split S [--device cuda]
 [--only RUN,...]` (`--only` keeps the other rows of the JSON).
 """
@@ -28,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
+import re
 import subprocess
 import sys
 import time
@@ -90,6 +95,9 @@ SPARSIFY_RUNS |= {
     for lr in ("3e-5", "1e-5")
 }
 RUNS |= SPARSIFY_RUNS
+# how many photos does a user need? The one-shot 2x command on nested, seeded subsets of the 500 odd photos
+PHOTO_COUNTS = (63, 125, 250)
+RUNS |= {f"macs0.5_oneshot_photos{n}": RUNS["macs0.5_oneshot"] for n in PHOTO_COUNTS}
 
 
 def main() -> None:
@@ -115,7 +123,8 @@ def main() -> None:
         for name, options in ((n, RUNS[n]) for n in names):
             verb = "sparsify" if name in SPARSIFY_RUNS else "shrink"
             command = [sys.executable, "-m", "mobileprune", verb, str(WEIGHTS), "--arch", "mobilenet_v2"]
-            command += [*options, "--data", str(args.split / "unlabeled"), "--distill", "--device", args.device]
+            command += [*options, "--data", str(photos_of(name, args.split, args.work)), "--distill"]
+            command += ["--device", args.device]
             started = time.time()
             subprocess.run([*command, "--out", str(args.work / name), "--force", "--quiet"], check=True)
             walls[name] = round(time.time() - started, 1)
@@ -138,6 +147,7 @@ def main() -> None:
             "wall_s": walls.get(name),
             "fine_tune_steps": report["retraining"]["steps"],
             "retrain_check": report["retraining"].get("check"),  # the validation images' verdict on the fine-tune
+            "photos": len(list(photos_of(name, args.split, args.work).rglob("*.*"))),  # before the 10% held out
             "command": report.get("command"),
             "mobileprune": report.get("versions", {}).get("mobileprune"),  # rows of one file span commits
             "shrink_ran_on": ran_on,
@@ -151,6 +161,52 @@ def main() -> None:
     }
     write_json(out, result)
     plot_checks(rows, out.with_name("cli_recovery_checks.png"))
+    plot_photos(rows, out.with_name("cli_recovery_photos.png"))
+
+
+def photos_of(name: str, split: Path, work: Path) -> Path:
+    """A run's --data folder: the 500 odd photos, or for a `_photosN` run the first N of them in a seeded
+    order (so each smaller set is inside the larger ones, and the curve measures how many, not which)."""
+    unlabeled = split / "unlabeled"
+    count = re.search(r"_photos(\d+)$", name)
+    if count is None:
+        return unlabeled
+    n = int(count.group(1))
+    order = sorted(p.name for p in (unlabeled / "train").iterdir())
+    random.Random(0).shuffle(order)
+    subset = work / f"photos{n}"
+    for photo in order[:n]:
+        link = subset / "train" / photo
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to((unlabeled / "train" / photo).resolve())
+    return subset
+
+
+def plot_photos(rows: dict[str, dict], path: Path) -> None:
+    """Held-out top-1 of the one-shot 2x command against how many unlabeled photos it was given."""
+    names = ["macs0.5_oneshot", *(f"macs0.5_oneshot_photos{n}" for n in PHOTO_COUNTS)]
+    points = sorted(
+        (rows[n]["photos"], rows[n]["heldout_top1"], rows[n]["wall_s"]) for n in names if "photos" in rows.get(n, {})
+    )
+    if len(points) < 2:
+        return
+    plt = pyplot()
+    fig, (top, wall) = plt.subplots(1, 2, figsize=(10, 3.6))
+    photos = [p for p, _, _ in points]
+    top1 = [t for _, t, _ in points]
+    top.errorbar(photos, top1, yerr=[(t * (1 - t) / 500) ** 0.5 for t in top1], marker="o", capsize=3)
+    top.set_xscale("log", base=2)
+    top.set_xticks(photos, [str(p) for p in photos])
+    top.set_xlabel("unlabeled odd photos given to --data (10% held out for validation)")
+    top.set_ylabel("top-1 on the 500 even photos")
+    top.set_title("shrink --by macs --target 0.5, one-shot (±1 SE)")
+    wall.plot(photos, [w for _, _, w in points], marker="o", color="tab:orange")
+    wall.set_xscale("log", base=2)
+    wall.set_xticks(photos, [str(p) for p in photos])
+    wall.set_xlabel("unlabeled odd photos")
+    wall.set_ylabel("wall time of shrink (s, 2 CPU cores)")
+    save_figure(fig, path)
 
 
 def plot_checks(rows: dict[str, dict], path: Path) -> None:
