@@ -44,7 +44,9 @@ def open_shrink_data(
     ids = class_ids(spec)
     splits = None
     if data is not None:
-        splits = open_data(data, spec.input_size, spec.mean, spec.std, seed, classes=None if distill else ids)
+        splits = open_data(
+            data, spec.input_size, spec.mean, spec.std, seed, classes=None if distill else ids, val_classes=ids
+        )
     evals = open_image_folder(eval_data, spec.input_size, spec.mean, spec.std, classes=ids) if eval_data else None
     return splits, evals
 

@@ -2,6 +2,7 @@
 fine-tune that made the model worse is not kept, and of one that helped, the best epoch is."""
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from mobileprune import ShrinkConfig, api, load_model, shrink
 from mobileprune.reporting.html_report import render_report
 from mobileprune.sparsify.config import SparsifyConfig
 from mobileprune.train.data import make_loader, open_data
-from mobileprune.train.held_out import BestEpoch, HeldOutCheck
+from mobileprune.train.held_out import BestEpoch, HeldOutCheck, judge_by_labels
 from mobileprune.train.loop import TrainConfig, Trainer
 
 
@@ -77,6 +78,32 @@ def test_a_fine_tune_that_makes_the_model_worse_is_discarded(trained):
     assert all(torch.equal(final[k], v) for k, v in one_shot.model.state_dict().items())
     assert any(not torch.equal(final[k], v) for k, v in wrecked.model.state_dict().items())
     assert "check" not in wrecked.report["retraining"]
+
+
+def _unlabeled_with_labelled_val(image_folder: Path, root: Path) -> Path:
+    """The fixture's training photos flat (no labels), beside its labelled val/ folder."""
+    (root / "train").mkdir(parents=True)
+    for photo in image_folder.glob("train/*/*.jpg"):
+        (root / "train" / f"{photo.parent.name}_{photo.name}").symlink_to(photo)
+    (root / "val").symlink_to(image_folder / "val")
+    return root
+
+
+def test_labelled_validation_photos_beside_unlabeled_training_ones_judge_by_their_labels(
+    trained, image_folder, tmp_path
+):
+    loaded, _ = trained
+    root = _unlabeled_with_labelled_val(image_folder, tmp_path / "few_labels")
+    data = open_data(root, 32, loaded.spec.mean, loaded.spec.std, val_classes=["red", "blue"])
+    assert not data.train.labeled and data.val.labeled
+    assert {label for path, label in data.val.samples if path.parent.name == "red"} == {0}  # by name, not sorted
+    data = open_data(root, 32, loaded.spec.mean, loaded.spec.std)  # the tiny model has no class names
+    checked = _shrink((loaded, data), epochs=1)
+    check = checked.report["retraining"]["check"]
+    assert "cross-entropy to the labels" in check["measure"] and check["kept"] == "before retraining"
+    assert judge_by_labels(data, distill=True)
+    labelled = open_data(image_folder, 32, loaded.spec.mean, loaded.spec.std)
+    assert not judge_by_labels(labelled, distill=True) and judge_by_labels(labelled, distill=False)
 
 
 def _negated_classifier(self, model, steps, **_):

@@ -2,7 +2,8 @@
 
 `DIR` is an ImageFolder tree (`DIR/train/<class>/*.jpg`, `DIR/val/...`; `test` is accepted for `val`,
 and without either a fixed 10% of train is held out). A folder of images without class folders is read
-as unlabeled: enough for distillation and calibration. Images are resized to the model's input size, so
+as unlabeled: enough for distillation and calibration. Unlabeled training images may come with a labelled
+val/ folder: its labels then judge the fine-tune (held_out.py). Images are resized to the model's input size, so
 32×32 CIFAR images feed a 224-px ImageNet model. A corrupt image is skipped and counted, never a crash;
 a folder where no image at all can be read is one clear error.
 
@@ -144,17 +145,26 @@ def open_image_folder(
 
 
 def open_data(
-    root: str | Path, size: int, mean, std, seed: int = 0, classes: Sequence[str] | None = None
+    root: str | Path,
+    size: int,
+    mean,
+    std,
+    seed: int = 0,
+    classes: Sequence[str] | None = None,
+    val_classes: Sequence[str] | None = None,
 ) -> DataSplits:
-    """Train and validation splits of `root` (see module docstring for the layout and class indices)."""
+    """Train and validation splits of `root` (see module docstring for the layout and class indices).
+
+    `val_classes` maps a labelled val/ folder when the training images are read without labels (a flat
+    folder, or `classes` left out because distillation does not use them): labelling a few validation
+    photos is far cheaper than labelling the training set, and their labels then judge the fine-tune.
+    """
     root = _checked_dir(root)
     train_dir = root / "train" if (root / "train").is_dir() else root
     train = open_image_folder(train_dir, size, mean, std, train=True, classes=classes)
     for name in ("val", "test"):
         if (root / name).is_dir():
-            val = open_image_folder(root / name, size, mean, std, classes=train.classes or classes)
-            if val.labeled and not train.labeled:
-                raise UserError(f"'{train_dir}' has no class folders but '{root / name}' has: label both or neither")
+            val = open_image_folder(root / name, size, mean, std, classes=train.classes or val_classes or classes)
             return DataSplits(train, val, root, name, size, mean, std)
     samples = list(train.samples)
     random.Random(seed).shuffle(samples)

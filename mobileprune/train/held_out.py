@@ -7,9 +7,12 @@ images it holds out; never `--eval-data`, which only reports) and keeps the bett
 
 The score is a loss, not a count of right answers: on a hundred images a top-1 count moves by whole
 images, a loss moves with what retraining did to every one of them. Cross-entropy to the labels when the
-run trains on labels, else (distillation) the KL divergence from the unpruned model's outputs, the target
-distillation trains towards. Each image is scored with its mirror image as well (the networks we prune
-were trained with flips), doubling the samples for free.
+run trains on labels or only the validation images have labels (`judge_by_labels`), else (distillation)
+the KL divergence from the unpruned model's outputs, the target distillation trains towards. A user who
+labels only a few validation photos gets them judged by what the app cares about, the labels; neither loss
+is top-1, and on a few hundred photos either can fall while top-1 falls (docs/accuracy-at-2x.md). Each
+image is scored with its mirror image as well (the networks we prune were trained with flips), doubling
+the samples for free.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch.nn.functional as F
 from ..channels_last import channels_last
 from ..errors import UserError
 from . import distributed
-from .data import ImageSet, seeded_sample
+from .data import DataSplits, ImageSet, seeded_sample
 
 MAX_IMAGES = 256  # enough to rank two models; more only costs time on every score
 
@@ -86,6 +89,13 @@ class Verdict:
             f"[yellow]retraining discarded: at its best it raised the {self.measure} ({change}); "
             "the model is the one from before retraining[/yellow]"
         )
+
+
+def judge_by_labels(data: DataSplits, distill: bool) -> bool:
+    """Whether labels judge the fine-tune (when the validation images have them): yes when the run trains on
+    labels, and when only the validation images are labelled (a user who labels a few photos to judge
+    with); a distillation on labelled images is judged by what it trains towards, the unpruned model."""
+    return not distill or not data.train.labeled
 
 
 class HeldOutCheck:
