@@ -177,3 +177,18 @@ def test_an_ambiguous_or_unknown_state_dict_asks_for_arch(run_cli, tmp_path):
     unknown = tmp_path / "odd.pth"
     torch.save({"w": torch.zeros(3)}, unknown)
     assert "no architecture mobileprune knows" in _bad(run_cli, tmp_path, unknown)
+
+
+def test_few_unlabeled_photos_get_a_note_and_enough_do_not(run_cli, mnv2_weights, tmp_path, monkeypatch):
+    from conftest import write_images
+
+    write_images(tmp_path / "few", {"train": (128, 128, 128)}, 12)  # few/train/*.jpg: flat, unlabeled
+    args = ["--arch", "mobilenet_v2", "--target", "0.9", "--data", tmp_path / "few", "--distill", "--epochs", "0"]
+    loud = [option for option in TINY if option != "--quiet"]  # the note is a log line; --quiet silences it
+    res = run_cli("shrink", mnv2_weights, *args, "--out", tmp_path / "o1", *loud)
+    assert res.code == 0, res.err
+    assert "11 unlabeled training photos" in res.out and "How many photos?" in res.out  # 12 less 1 held out
+    monkeypatch.setattr("mobileprune.cli.shrink.FEW_PHOTOS", 10)
+    res = run_cli("shrink", mnv2_weights, *args, "--out", tmp_path / "o2", *loud)
+    assert res.code == 0, res.err
+    assert "unlabeled training photos" not in res.out

@@ -78,6 +78,11 @@ def shrink(
             "(sizes and speed are real; accuracy is meaningless)[/yellow]"
         )
     splits, evals = api.open_shrink_data(spec, data, eval_data, distill=config.distill, seed=config.seed)
+    if splits is not None and not splits.train.labeled and len(splits.train) < FEW_PHOTOS:
+        progress.log(
+            f"[yellow]note: {len(splits.train)} unlabeled training photos; below a few hundred, one-shot "
+            "accuracy at deep cuts fell with every halving in our measurements (README, 'How many photos?')[/yellow]"
+        )
     try:
         result = api.shrink(loaded, config, splits, evals, progress, checkpoint)
     except UserError:
@@ -91,6 +96,9 @@ def shrink(
     console.print(f"wrote {out}/ (model.pt2, model.safetensors, plan.json, report.json)", highlight=False)
     if export_formats:
         convert_and_report(api.load_model(str(out)), export_formats, out / "bundle", console, check=True)
+
+
+FEW_PHOTOS = 200  # where the README's photo-count curve (one-shot top-1 at 2x) starts to fall steeply
 
 
 def default_out(model: str, suffix: str = ".shrunk") -> Path:
