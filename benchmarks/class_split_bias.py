@@ -8,7 +8,10 @@ script scores each model on the even-class photos and counts, among its wrong an
 an odd class, with the unpruned model as the reference (its errors show where confusions fall without any
 fitting), and the mean logit of the odd classes minus the even ones.
 
-    python benchmarks/class_split_bias.py --split S [--label NAME=SHRINK_FOLDER ...] [--pair NAME,NAME ...]
+    python benchmarks/class_split_bias.py --split S [--label NAME=SHRINK_FOLDER ...] [--pair NAME,NAME ...] [--keep]
+
+`--keep` adds to the JSON instead of replacing it: earlier rows stay unless a --label of the same name
+scores them again, and every pair, earlier and new, is counted again from the rows as they now are.
 """
 
 from __future__ import annotations
@@ -62,9 +65,12 @@ def main() -> None:
     ap.add_argument("--split", type=Path, required=True, help="imagenet_split.py output (heldout/)")
     ap.add_argument("--label", action="append", default=[], help="NAME=FOLDER: a shrink output folder to score")
     ap.add_argument("--pair", action="append", default=[], help="NAME,NAME: McNemar counts between two rows")
+    ap.add_argument("--keep", action="store_true", help="keep the JSON's other rows and pairs")
     args = ap.parse_args()
+    out = HERE / "results" / "class_split_bias.json"
+    earlier = json.loads(out.read_text()) if args.keep and out.exists() else {"rows": {}, "pairs": []}
     unpruned = mobileprune.load_model(WEIGHTS, arch="mobilenet_v2")
-    rows = {"unpruned": lean(unpruned.model, unpruned.spec, args.split / "heldout")}
+    rows = earlier["rows"] | {"unpruned": lean(unpruned.model, unpruned.spec, args.split / "heldout")}
     print("unpruned", {k: v for k, v in rows["unpruned"].items() if k not in ("top", "right")}, flush=True)
     for item in args.label:
         name, folder = item.split("=", 1)
@@ -73,7 +79,8 @@ def main() -> None:
         scored = lean(loaded.model, loaded.spec, args.split / "heldout", rows["unpruned"]["top"])
         rows[name] = {**scored, "report": _summary(report)}
         print(name, {k: v for k, v in scored.items() if k not in ("top", "right")}, flush=True)
-    pairs = [_mcnemar(rows, *_pair_names(item, rows)) for item in args.pair]
+    named = [(p["first"], p["second"]) for p in earlier["pairs"]] + [_pair_names(item, rows) for item in args.pair]
+    pairs = [_mcnemar(rows, *names) for names in dict.fromkeys(named)]
     for pair in pairs:
         print(pair, flush=True)
     result = {
@@ -83,7 +90,7 @@ def main() -> None:
         "versions": versions(),
         "machine": machine_facts(),
     }
-    write_json(HERE / "results" / "class_split_bias.json", result)
+    write_json(out, result)
 
 
 def _pair_names(item: str, rows: dict) -> tuple[str, str]:
