@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from protocol import build_split
+from protocol import WEIGHTS, build_split
 from rich.console import Console
 
 from mobileprune import ShrinkConfig, load_model, shrink
@@ -62,8 +62,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anchors import torch_pruning  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
-WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
 ANCHORS = ("uniform_l1", "global_taylor", "global_lamp", "width")
 DEFAULT = "mobileprune compensated sensitivity (4 rounds, default)"
 TARGET_KEY = {"macs": "target_macs", "latency": "target_latency"}

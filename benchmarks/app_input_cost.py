@@ -17,14 +17,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from protocol import SHARED, WEIGHTS
+
 from mobileprune import load_model
 from mobileprune.bench import BenchConfig, bench, open_bench_model
 from mobileprune.export import convert
 from mobileprune.reporting.provenance import machine_facts, versions
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
-WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
 VARIANTS = {
     "NCHW, normalised input": {"layout": "nchw", "normalize": False},
     "NHWC, normalised input": {"layout": "nhwc", "normalize": False},

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from protocol import WEIGHTS
 from rich.console import Console
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
@@ -30,8 +31,7 @@ from mobileprune.reporting.plots import plot_fps
 from mobileprune.reporting.provenance import versions
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
-CHECKPOINTS = {"mobilenet_v1": None, "mobilenet_v2": SHARED / "weights" / "mobilenet_v2_imagenet.pth"}
+CHECKPOINTS = {"mobilenet_v1": None, "mobilenet_v2": WEIGHTS}
 PRUNINGS = {"params-0.84": ShrinkConfig(target=0.84), "macs-0.5": ShrinkConfig(target=0.5, by="macs")}
 
 

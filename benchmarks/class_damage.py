@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from protocol import build_split
+from protocol import SHARED, WEIGHTS, build_split
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
 from mobileprune.api import compare, open_shrink_data, write_comparison
@@ -41,8 +41,6 @@ from mobileprune.train.loop import TrainConfig, Trainer
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SHARED = HERE.parent.parent / "shared"
-WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
 CIFAR_SIZE = 96
 
 

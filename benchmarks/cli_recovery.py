@@ -38,6 +38,8 @@ import sys
 import time
 from pathlib import Path
 
+from protocol import WEIGHTS
+
 from mobileprune.api import open_image_folder
 from mobileprune.artifacts.shrink_folder import load_output
 from mobileprune.atomic import write_json
@@ -48,7 +50,6 @@ from mobileprune.train.data import make_loader
 from mobileprune.train.loop import evaluate
 
 HERE = Path(__file__).resolve().parent
-WEIGHTS = HERE.parent.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
 RUNS = {
     "macs0.5_oneshot": ["--by", "macs", "--target", "0.5", "--schedule", "oneshot", "--epochs", "0"],
     "macs0.5_epochs20": ["--by", "macs", "--target", "0.5", "--epochs", "20"],

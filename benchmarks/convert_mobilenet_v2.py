@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from protocol import SHARED, WEIGHTS
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
 from mobileprune.export import FORMATS, convert
@@ -26,7 +27,6 @@ from mobileprune.reporting.provenance import versions
 from mobileprune.train.data import make_loader, open_image_folder
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "convert_mobilenet_v2.json")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mobileprune-convert-"))
-    weights = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
+    weights = WEIGHTS
     original = load_model(weights, arch="mobilenet_v2")
     spec = original.spec
     evals = open_image_folder(SHARED / "data" / "imagenet-sample", spec.input_size, spec.mean, spec.std)

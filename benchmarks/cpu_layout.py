@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from protocol import WEIGHTS
 
 from mobileprune import load_model
 from mobileprune.atomic import write_json
@@ -28,7 +29,6 @@ from mobileprune.reporting.provenance import machine_facts, versions
 from mobileprune.train.distill import distillation_loss
 
 HERE = Path(__file__).resolve().parent
-WEIGHTS = HERE.parent.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
 
 
 def forward(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from protocol import SHARED, WEIGHTS
 
 from mobileprune import ShrinkConfig, load_model, shrink
 from mobileprune.api import open_shrink_data
@@ -27,7 +28,6 @@ from mobileprune.reporting.plots import pyplot, save_figure
 from mobileprune.reporting.provenance import machine_facts, versions
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
 ALLOCATIONS = ("uniform", "magnitude", "sensitivity")
 HOLDOUT_ARCHS = ("timm:lcnet_100", "timm:tinynet_a", "timm:fbnetc_100", "timm:mobileone_s0", "mobilenet_v3_large")
 
@@ -42,7 +42,7 @@ def main() -> None:
     real = []
     for allocation in ALLOCATIONS:
         torch.manual_seed(0)
-        loaded = load_model(SHARED / "weights" / "mobilenet_v2_imagenet.pth", arch="mobilenet_v2")
+        loaded = load_model(WEIGHTS, arch="mobilenet_v2")
         _, heldout = open_shrink_data(loaded.spec, None, split / "heldout", distill=False)
         started = time.time()
         result = shrink(

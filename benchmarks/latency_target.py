@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from protocol import build_split
+from protocol import WEIGHTS, build_split
 
 from mobileprune import ShrinkConfig, load_model, shrink
 from mobileprune.api import open_shrink_data
@@ -41,8 +41,6 @@ from mobileprune.train.data import make_loader
 from mobileprune.train.loop import evaluate
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
-WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
 CACHE = HERE / "results" / ".latency-cache"
 ARCHS = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large")
 

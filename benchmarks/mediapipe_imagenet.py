@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from protocol import build_split
+from protocol import WEIGHTS, build_split
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
 from mobileprune.api import open_shrink_data
@@ -37,8 +37,6 @@ from mobileprune.reporting.provenance import machine_facts, versions
 from mobileprune.train.data import make_loader
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
-WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
 
 
 def main() -> None:

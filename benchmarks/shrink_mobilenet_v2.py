@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import torch
+from protocol import SHARED, WEIGHTS
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
 from mobileprune.progress import Progress
@@ -24,7 +25,6 @@ from mobileprune.reporting.provenance import versions
 from mobileprune.train.data import open_data, open_image_folder
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
     runs = []
     for allocation in args.allocations.split(","):
         torch.manual_seed(0)
-        loaded = load_model(SHARED / "weights" / "mobilenet_v2_imagenet.pth", arch="mobilenet_v2")
+        loaded = load_model(WEIGHTS, arch="mobilenet_v2")
         spec = loaded.spec
         data = open_data(cifar, spec.input_size, spec.mean, spec.std)
         evals = open_image_folder(SHARED / "data" / "imagenet-sample", spec.input_size, spec.mean, spec.std)

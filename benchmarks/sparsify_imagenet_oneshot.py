@@ -21,7 +21,7 @@ import math
 import time
 from pathlib import Path
 
-from protocol import build_split
+from protocol import WEIGHTS, build_split
 
 from mobileprune import load_model
 from mobileprune.api import open_shrink_data
@@ -34,8 +34,6 @@ from mobileprune.train.data import make_loader
 from mobileprune.train.loop import evaluate
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
-WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
 ROWS = {  # label: (method, scope, method options)
     "magnitude (layer)": ("magnitude", "layer", {}),
     "magnitude (global)": ("magnitude", "global", {}),

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from protocol import SHARED, WEIGHTS
 from rich.console import Console
 
 from mobileprune import ShrinkConfig, load_model
@@ -35,7 +36,6 @@ from mobileprune.train.data import make_loader, open_data
 from mobileprune.train.loop import TrainConfig, Trainer, evaluate
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
 SIZE = 96
 
 
@@ -59,7 +59,7 @@ def main() -> None:
         with zipfile.ZipFile(SHARED / "data" / "cifar10-jpeg.zip") as zf:
             zf.extractall(args.work / "cifar10")
     root = next(p.parent for p in (args.work / "cifar10").rglob("train") if p.is_dir())
-    base = load_model(SHARED / "weights" / "mobilenet_v2_imagenet.pth", arch="mobilenet_v2")
+    base = load_model(WEIGHTS, arch="mobilenet_v2")
     spec = replace(base.spec, input_size=SIZE)
     data = open_data(root, SIZE, spec.mean, spec.std)
     data.val.samples = random.Random(0).sample(data.val.samples, args.test_images)
