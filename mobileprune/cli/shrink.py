@@ -21,6 +21,8 @@ from .options import speedup as parse_speedup
 from .options import target as parse_target
 from .options import with_options
 
+FEW_PHOTOS = 200  # where the README's photo-count curve (one-shot top-1 at 2x) starts to fall steeply
+
 
 @app.command()
 @with_options(("model", "shrink"))
@@ -96,9 +98,6 @@ def shrink(
     console.print(f"wrote {out}/ (model.pt2, model.safetensors, plan.json, report.json)", highlight=False)
     if export_formats:
         convert_and_report(api.load_model(str(out)), export_formats, out / "bundle", console, check=True)
-
-
-FEW_PHOTOS = 200  # where the README's photo-count curve (one-shot top-1 at 2x) starts to fall steeply
 
 
 def default_out(model: str, suffix: str = ".shrunk") -> Path:

@@ -3,8 +3,8 @@
 `DIR` is an ImageFolder tree (`DIR/train/<class>/*.jpg`, `DIR/val/...`; `test` is accepted for `val`,
 and without either a fixed 10% of train is held out). A folder of images without class folders is read
 as unlabeled: enough for distillation and calibration. Unlabeled training images may come with a labelled
-val/ folder: its labels then judge the fine-tune (held_out.py). Images are resized to the model's input size, so
-32×32 CIFAR images feed a 224-px ImageNet model. A corrupt image is skipped and counted, never a crash;
+val/ folder: its labels then judge the fine-tune (held_out.py). Images are resized to the model's input
+size, so 32×32 CIFAR images feed a 224-px ImageNet model. A corrupt image is skipped and counted, never a crash;
 a folder where no image at all can be read is one clear error.
 
 Class indices: one mapping for every split, decided before any work. With the model's class ids
