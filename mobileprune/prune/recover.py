@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..train import distributed
 from ..train.data import ImageSet, calibration_batches, make_loader, train_transform
 from ..train.features import FeatureMatch
-from ..train.held_out import BestEpoch, HeldOutCheck, judge_by_labels
+from ..train.held_out import BestEpoch, HeldOutCheck
 from ..train.loop import Trainer, train_with_bar
 from .checkpoint import accuracy_from, accuracy_state, cpu_weights
 from .compensation import held_apart
@@ -65,8 +65,9 @@ def prepare_recovery(run: ShrinkRun) -> None:
         )
         run.trainer.on_step = lambda: run.checkpoint.step(run)
         if config.retrain_check and config.epochs > 0 and data.val is not None and len(data.val):
-            labels = judge_by_labels(data, config.distill)
-            run.held_out = HeldOutCheck(data.val, run.teacher, labels, config.device, config.batch_size, config.seed)
+            run.held_out = HeldOutCheck.for_fine_tune(
+                data, run.teacher, config.distill, config.device, config.batch_size, config.seed
+            )
 
 
 def _loader(run: ShrinkRun, images):

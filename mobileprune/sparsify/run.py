@@ -25,7 +25,7 @@ from ..prune.cost import Cost, count_cost
 from ..prune.plan import ChannelPlan
 from ..prune.report import AccuracyReport
 from ..train.data import DataSplits, ImageSet, calibration_batches, evaluation_set, make_loader, train_transform
-from ..train.held_out import BestEpoch, HeldOutCheck, Verdict, judge_by_labels
+from ..train.held_out import BestEpoch, HeldOutCheck, Verdict
 from ..train.loop import Accuracy, Trainer, evaluate, train_with_bar
 from .config import SparsifyConfig
 from .finish import finish_sparsify
@@ -184,6 +184,7 @@ def start(
         run.budget = round(config.epochs * len(loader))
         if config.retrain_check and run.budget > 0 and data.val is not None and len(data.val):
             reference = teacher if teacher is not None else loaded.model
-            labels = judge_by_labels(data, config.distill)
-            run.held_out = HeldOutCheck(data.val, reference, labels, config.device, config.batch_size, config.seed)
+            run.held_out = HeldOutCheck.for_fine_tune(
+                data, reference, config.distill, config.device, config.batch_size, config.seed
+            )
     return run

@@ -123,6 +123,14 @@ class HeldOutCheck:
         else:
             self.targets = self._logits(reference)
 
+    @classmethod
+    def for_fine_tune(
+        cls, data: DataSplits, reference: nn.Module, distill: bool, device: str, batch_size: int, seed: int
+    ) -> HeldOutCheck:
+        """The check of a fine-tune on `data`: its validation images, judged by labels or the KL as
+        `judge_by_labels` decides."""
+        return cls(data.val, reference, judge_by_labels(data, distill), device, batch_size, seed)
+
     @property
     def images(self) -> int:
         return sum(len(b) for b in self.batches)
