@@ -1,7 +1,7 @@
 """The CIFAR-10 app model at 0.5 MACs: mobileprune against Torch-Pruning's global Taylor, same labelled fine-tune.
 
 The app model (the shared MobileNetV2 fine-tuned on CIFAR-10 at 96 px for 1,200 steps of 32, made and cached
-by class_damage.py) pruned to 0.5 of its MACs two ways:
+by protocol.make_cifar_app) pruned to 0.5 of its MACs two ways:
 - mobileprune's default (`shrink --by macs --target 0.5 --epochs 0`: sensitivity allocation, L1,
   reconstruction) on the 8,000 training images every CIFAR benchmark prunes with;
 - Torch-Pruning 1.6 `MetaPruner` with global `GroupTaylorImportance` (gradients of 4 batches of 32 training
@@ -15,14 +15,15 @@ judged against both. Everything is scored on the 10,000 CIFAR-10 test images (st
 temperature 2 + cross-entropy): the recovery a user with labels and the original model should run. Its rows
 are stored beside the plain fine-tune's, named "ROW (kd+labels, N steps)"; every row records its fine-tune.
 
-Writes benchmarks/results/cifar_app_vs_taylor.json. Run after `make bench-damage` (it needs the cached app
-model): `python benchmarks/cifar_app_vs_taylor.py [--steps 1200] [--distill]` (about 45 min on 2 cores).
+Writes benchmarks/results/cifar_app_vs_taylor.json. Run: `python benchmarks/cifar_app_vs_taylor.py [--steps 1200]
+[--distill]` (about 45 min on 2 cores, plus the app model's fine-tune when it is not cached yet).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import sys
 import time
@@ -64,6 +65,7 @@ def main() -> None:
     fine_tune = {"steps": args.steps, "batch": 32, "cosine": True, **tuning.__dict__}
     torch.manual_seed(0)
     app, _, data, root = cifar_app(args.work)
+    app_model = hashlib.sha256((args.work / "cifar_app.pt").read_bytes()).hexdigest()[:12]  # rows say which
     data.val = None  # shrink's own evaluations would score all 10,000 test images after every phase
     full_train = open_image_folder(root / "train", SIZE, app.spec.mean, app.spec.std, train=True)
     test_loader = make_loader(open_image_folder(root / "test", SIZE, app.spec.mean, app.spec.std), 100, False)
@@ -80,6 +82,7 @@ def main() -> None:
         row["top1"] = evaluate(model.eval(), test_loader).top1
         row["fine_tune_s"] = round(time.time() - started, 1)
         row["fine_tune"] = fine_tune
+        row["app_model"] = app_model
         print(row, flush=True)
         return row
 
@@ -90,7 +93,8 @@ def main() -> None:
              "versions": versions(), "machine": machine_facts()},
         )  # fmt: skip
 
-    rows: dict = {**previous, "unpruned": {"top1": evaluate(app.model.eval(), test_loader).top1}}
+    unpruned = {"top1": evaluate(app.model.eval(), test_loader).top1, "app_model": app_model}
+    rows: dict = {**previous, "unpruned": unpruned}
     print(rows, flush=True)
     if "mobileprune" in wanted:
         started = time.time()

@@ -20,14 +20,11 @@ import json
 import random
 import shutil
 import subprocess
-import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import torch
-import torch.nn as nn
-from protocol import SHARED, WEIGHTS, build_split
+from protocol import CIFAR_LOAD_ARGS, CIFAR_SIZE, CIFAR_WORK, WEIGHTS, build_split, cifar_root, make_cifar_app
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
 from mobileprune.api import compare, open_shrink_data, write_comparison
@@ -36,19 +33,18 @@ from mobileprune.atomic import write_json
 from mobileprune.export import convert
 from mobileprune.reporting.html_report import write_report
 from mobileprune.reporting.provenance import machine_facts, versions
-from mobileprune.train.data import make_loader, open_data
-from mobileprune.train.loop import TrainConfig, Trainer
+from mobileprune.train.data import open_data
+from mobileprune.train.loop import TrainConfig
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-CIFAR_SIZE = 96
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", type=Path, help="an existing imagenet_split.py output (default: build one)")
     ap.add_argument("--shrunk", type=Path, help="an existing ImageNet 0.5-MAC shrink output (default: shrink now)")
-    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mobileprune-class-damage")
+    ap.add_argument("--work", type=Path, default=CIFAR_WORK)
     ap.add_argument("--steps", type=int, default=300, help="labelled fine-tuning steps of the CIFAR shrink")
     ap.add_argument("--only", choices=("imagenet", "cifar"), default=None)
     args = ap.parse_args()
@@ -92,21 +88,14 @@ def imagenet(args, timings: dict) -> None:
 
 
 def cifar(args, timings: dict) -> None:
-    if not (args.work / "cifar10").is_dir():
-        with zipfile.ZipFile(SHARED / "data" / "cifar10-jpeg.zip") as zf:
-            zf.extractall(args.work / "cifar10")
-    root = next(p.parent for p in (args.work / "cifar10").rglob("train") if p.is_dir())
-    app = args.work / "cifar_app.pt"  # the app model: a 10-class state dict, as a user would hold it
-    app_args = {"arch": "mobilenet_v2", "num_classes": 10, "input_size": CIFAR_SIZE}
+    root = cifar_root(args.work)
+    app = args.work / "cifar_app.pt"
+    app_args = CIFAR_LOAD_ARGS
     spec = load_model("mobilenet_v2", **app_args).spec
     data = open_data(root, CIFAR_SIZE, spec.mean, spec.std)
-    if not app.exists():
-        started = time.time()
-        base = load_model(WEIGHTS, arch="mobilenet_v2")
-        base.model.classifier[1] = nn.Linear(base.model.classifier[1].in_features, 10)
-        Trainer(make_loader(data.train, 32, True), TrainConfig(lr=3e-4)).train(base.model, 1200, cosine=True)
-        torch.save(base.model.state_dict(), app)
-        timings["cifar fine-tune (1200 steps of 32)"] = round(time.time() - started, 1)
+    made = make_cifar_app(args.work)
+    if made is not None:
+        timings["cifar fine-tune (1200 steps of 32)"] = made
     pruned = args.work / "cifar_shrunk"
     if not (pruned / "report.json").exists():
         started = time.time()

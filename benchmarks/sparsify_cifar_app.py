@@ -11,8 +11,8 @@ Scored on 1,000 held-out test images (a fixed sample; standard error about 1.3 p
 counts removed filters' weights with zeroed ones (`of_original`), so structured, sparse and hybrid points
 share it; score = (top-1 + sparsity) / 2.
 
-Writes benchmarks/results/sparsify_cifar_app.{json,png}; a killed run goes on where it stopped. Run after
-`make bench-damage` (it needs the cached app model): `python benchmarks/sparsify_cifar_app.py`."""
+Writes benchmarks/results/sparsify_cifar_app.{json,png}; a killed run goes on where it stopped. Run:
+`python benchmarks/sparsify_cifar_app.py` (it makes the app model first when it is not cached)."""
 
 from __future__ import annotations
 
