@@ -13,7 +13,9 @@ judged against both. Everything is scored on the 10,000 CIFAR-10 test images (st
 
 `--distill` makes the fine-tune distillation from the unpruned app model plus the labels (plain KL at
 temperature 2 + cross-entropy): the recovery a user with labels and the original model should run. Its rows
-are stored beside the plain fine-tune's, named "ROW (kd+labels, N steps)"; every row records its fine-tune.
+are stored beside the plain fine-tune's, named "ROW (kd+labels, N steps)"; every row records its fine-tune
+and the app model it started from (`app_model`, a hash of the file; rows without one were measured on the
+app model made before its classifier was seeded, 0.8543 on the test images).
 
 Writes benchmarks/results/cifar_app_vs_taylor.json. Run: `python benchmarks/cifar_app_vs_taylor.py [--steps 1200]
 [--distill]` (about 45 min on 2 cores, plus the app model's fine-tune when it is not cached yet).
