@@ -188,6 +188,10 @@ def test_few_unlabeled_photos_get_a_note_and_enough_do_not(run_cli, mnv2_weights
     res = run_cli("shrink", mnv2_weights, *args, "--out", tmp_path / "o1", *loud)
     assert res.code == 0, res.err
     assert "11 unlabeled training photos" in res.out and "How many photos?" in res.out  # 12 less 1 held out
+    sweep = ["--arch", "mobilenet_v2", "--targets", "0.9", "--criteria", "l1", "--data", tmp_path / "few", "--distill"]
+    res = run_cli("sweep", mnv2_weights, *sweep, "--epochs", "0", "--out", tmp_path / "s1", *loud)
+    assert res.code == 0, res.err
+    assert "11 unlabeled training photos" in res.out  # a sweep is shrinks: the same note
     monkeypatch.setattr("mobileprune.cli.shrink.FEW_PHOTOS", 10)
     res = run_cli("shrink", mnv2_weights, *args, "--out", tmp_path / "o2", *loud)
     assert res.code == 0, res.err

@@ -15,6 +15,7 @@ from ..prune.checkpoint import RunCheckpoint, is_checkpoint_only
 from ..prune.config import ShrinkConfig
 from ..reporting.console import print_report
 from ..train import distributed
+from ..train.data import DataSplits
 from .app import app
 from .convert import convert_and_report, formats
 from .options import speedup as parse_speedup
@@ -80,11 +81,7 @@ def shrink(
             "(sizes and speed are real; accuracy is meaningless)[/yellow]"
         )
     splits, evals = api.open_shrink_data(spec, data, eval_data, distill=config.distill, seed=config.seed)
-    if splits is not None and not splits.train.labeled and len(splits.train) < FEW_PHOTOS:
-        progress.log(
-            f"[yellow]note: {len(splits.train)} unlabeled training photos; below a few hundred, one-shot "
-            "accuracy at deep cuts fell with every halving in our measurements (README, 'How many photos?')[/yellow]"
-        )
+    note_few_photos(splits, progress)
     try:
         result = api.shrink(loaded, config, splits, evals, progress, checkpoint)
     except UserError:
@@ -98,6 +95,15 @@ def shrink(
     console.print(f"wrote {out}/ (model.pt2, model.safetensors, plan.json, report.json)", highlight=False)
     if export_formats:
         convert_and_report(api.load_model(str(out)), export_formats, out / "bundle", console, check=True)
+
+
+def note_few_photos(splits: DataSplits | None, progress: Progress) -> None:
+    """Say so when a shrink will prune and fit on fewer unlabeled photos than the photo-count curve likes."""
+    if splits is not None and not splits.train.labeled and len(splits.train) < FEW_PHOTOS:
+        progress.log(
+            f"[yellow]note: {len(splits.train)} unlabeled training photos; below a few hundred, one-shot "
+            "accuracy at deep cuts fell with every halving in our measurements (README, 'How many photos?')[/yellow]"
+        )
 
 
 def default_out(model: str, suffix: str = ".shrunk") -> Path:

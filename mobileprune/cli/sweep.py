@@ -15,6 +15,7 @@ from ..sweep import check_method
 from .app import app
 from .options import target as parse_target
 from .options import with_options
+from .shrink import note_few_photos
 
 
 @app.command()
@@ -55,8 +56,12 @@ def sweep(
         check_method(config, name, config.target)  # an unknown method is refused before any work
     spec = api.load_model(model, **load_args).spec
     splits, evals = api.open_shrink_data(spec, data, eval_data, distill=config.distill, seed=config.seed)
-    points = api.sweep(
-        lambda: api.load_model(model, **load_args), target_list, names, config, out, splits, evals, Progress(console)
-    )
+    progress = Progress(console)
+    note_few_photos(splits, progress)
+
+    def original() -> api.LoadedModel:  # every point starts from it
+        return api.load_model(model, **load_args)
+
+    points = api.sweep(original, target_list, names, config, out, splits, evals, progress)
     print_sweep(points, console)
     console.print(f"wrote {out}/ (sweep.csv, sweep.json, pareto.png, points/)", highlight=False)
