@@ -145,16 +145,30 @@ def test_int8_tflite_is_full_integer_with_data_and_dynamic_range_without(tmp_pat
     assert dynamic.size_mb < 0.5 * fp32_size and calibrated.size_mb < 0.5 * fp32_size
 
 
-def test_int8_check_is_top1_agreement_on_real_images():
-    reference = np.eye(4, dtype=np.float32)[[0, 1, 2, 3] * 5]
+def test_int8_check_charges_flips_by_what_pytorch_thought_of_them():
     real = CheckInputs(np.zeros((20, 3, 8, 8), np.float32), True, "20 real images")
-    assert judge("int8", reference + 0.3, reference, real) == ("passed (top-1 agreement 1.000 on 20 images)", True)
-    flipped = reference.copy()
-    flipped[:2] = flipped[:2, ::-1]  # 2 of 20 disagree: 0.90 < 0.95
-    verdict, ok = judge("int8", flipped, reference, real)
-    assert not ok and "0.900 < 0.95" in verdict
+    sure = np.eye(4, dtype=np.float32)[[0, 1, 2, 3] * 5] * 10  # PyTorch all but certain of every answer
+    verdict, ok = judge("int8", sure + 0.3, sure, real)
+    change = "estimated top-1 change +0.0 points (PyTorch's probabilities)"
+    assert ok and verdict == f"passed ({change}, top-1 agreement 1.000 on 20 images)"
+    flipped = sure.copy()
+    flipped[:2] = flipped[:2, ::-1]  # 2 of 20 confident answers changed: about 10 points lost
+    verdict, ok = judge("int8", flipped, sure, real)
+    assert not ok and "estimated top-1 change -10.0 points" in verdict and "0.900" in verdict, verdict
+    tied = sure.copy()
+    tied[:, 3] = np.where(tied[:, 3] == 10, 10, 9.99)  # every answer but class 3 has class 3 as a near-tie
+    near = tied.copy()
+    near[:2, 3] += 0.02  # the same 2 of 20 flipped, now between near-equal classes: almost free
+    verdict, ok = judge("int8", near, tied, real)
+    assert ok and "0.900" in verdict and "estimated top-1 change +0.0 points" in verdict, verdict
+    probabilities = np.full((20, 4), 0.25, np.float32)
+    probabilities[:, 0] = 0.97
+    probabilities[:, 1:] = 0.01
+    verdict, ok = judge("int8", probabilities[:, ::-1].copy(), probabilities, real)  # outputs already softmaxed
+    assert not ok and "estimated top-1 change -96.0 points" in verdict, verdict
     noise = CheckInputs(real.images, False, "random")
-    assert judge("int8", flipped, reference, noise)[1]  # random inputs cannot judge int8 accuracy: not a fail
+    assert judge("int8", flipped, sure, noise)[1]  # random inputs cannot judge int8 accuracy: not a fail
+    reference = sure / 10
     assert judge("fp32", reference + 2e-4, reference, real) == ("FAILED (max |diff| 2.0e-04 > 0.0001)", False)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 INSTALL = "pip install mobileprune[mediapipe]"
-AGREEMENT = 0.95  # share of check images whose MediaPipe top-1 must equal PyTorch's (int8 may flip near-ties)
+AGREEMENT = 0.95  # share of check images whose MediaPipe top-1 must equal the interpreter's on the same file
 
 
 @dataclass

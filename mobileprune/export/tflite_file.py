@@ -100,6 +100,15 @@ def tensor_types(model) -> tuple[str, str]:
     return names[graph.tensors[graph.inputs[0]].type], names[graph.tensors[graph.outputs[0]].type]
 
 
+def buffer_users(model) -> dict[int, int]:
+    """How many tensors read each buffer (the converter may share one buffer between equal constants)."""
+    users: dict[int, int] = {}
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            users[tensor.buffer] = users.get(tensor.buffer, 0) + 1
+    return users
+
+
 def entry_name(entry) -> str:
     return entry.name.decode() if isinstance(entry.name, bytes) else str(entry.name)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tflite_file import operator_code
+from .tflite_file import buffer_users, operator_code
 
 # float32 only: int8 weights stored this way make ai-edge-litert's XNNPACK delegate fail to prepare
 # ("failed to delegate CONV_2D node"), so int8 files keep their zeros dense (a zip still squeezes them)
@@ -49,7 +49,7 @@ def store_sparse(model) -> list[SparseTensor]:
 
     graph = model.subgraphs[0]
     kinds = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    users = _buffer_users(model)
+    users = buffer_users(model)
     targets = (schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.FULLY_CONNECTED)
     densify_ops, changed = [], []
     for op in graph.operators:
@@ -142,14 +142,6 @@ def _index_vector(values: np.ndarray, largest: int):
             vector.values = [int(v) for v in values]
             return (kind, vector), nbytes
     raise ValueError("tensor too large for TFLite's sparse index vectors")
-
-
-def _buffer_users(model) -> dict[int, int]:
-    users: dict[int, int] = {}
-    for graph in model.subgraphs:
-        for tensor in graph.tensors:
-            users[tensor.buffer] = users.get(tensor.buffer, 0) + 1
-    return users
 
 
 def _new_buffer(model, data: bytes) -> int:
