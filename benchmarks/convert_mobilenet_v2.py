@@ -23,6 +23,7 @@ from protocol import SHARED, WEIGHTS
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
 from mobileprune.export import FORMATS, convert
+from mobileprune.export.convert import file_input
 from mobileprune.reporting.provenance import versions
 from mobileprune.train.data import make_loader, open_image_folder
 
@@ -103,7 +104,9 @@ def main() -> None:
                 "notes": [n for n in r.notes if n],
             }
             # measure every file this machine can run, including ones that failed the check
-            outputs = FORMATS.create(r.format).run(bundle / r.file, images) if r.file else "not written"
+            exporter = FORMATS.create(r.format)
+            fed = file_input(exporter, None, None).feed(images, loaded.spec)  # what the file takes (app-ready)
+            outputs = exporter.run(bundle / r.file, fed) if r.file else "not written"
             if not isinstance(outputs, str):
                 entry["top1"] = float((outputs.argmax(1) == labels).mean())
                 entry["top1_unseen_900"] = float((outputs[unseen].argmax(1) == labels[unseen]).mean())

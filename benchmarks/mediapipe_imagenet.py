@@ -9,7 +9,8 @@ with as region of interest (Resize 256 → CenterCrop 224); MediaPipe resizes th
 scores the same files with the standard eval transform. Reported: top-1 of each, the share of photos where
 MediaPipe's top-1 equals PyTorch's, and whether MediaPipe's class names are the ImageNet names; and, to tell
 the file from the preprocessing, PyTorch fed MediaPipe's crop resized as MediaPipe resizes (bilinear, no
-antialiasing) and its agreement with MediaPipe.
+antialiasing) and its agreement with MediaPipe. Each int8 file is also made once more without the
+requantization of its biases (export/tflite_bias.py), as litert-torch alone writes it: what that mend is worth.
 
 Writes benchmarks/results/mediapipe_imagenet.json and .png. Run: `make bench-mediapipe` (about 15 min on 2 cores).
 """
@@ -17,6 +18,7 @@ Writes benchmarks/results/mediapipe_imagenet.json and .png. Run: `make bench-med
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -62,8 +64,13 @@ def main() -> None:
             loaded, ["tflite"], bundle, data=split / "unlabeled", precisions=["fp32", "int8"], calibration_images=100
         )
         timings[f"convert {model_name}"] = round(time.time() - started, 1)
-        for result in results:
-            predictions = _mediapipe_predictions(bundle / result.file, heldout)
+        with _converter_biases():  # the ablation: int8 as litert-torch stores its biases
+            unmended = convert(
+                loaded, ["tflite"], work / "unmended", data=split / "unlabeled", precisions=["int8"], force=True
+            )[0]
+        unmended.precision = "int8, converter's biases"
+        for result, folder in [*((r, bundle) for r in results), (unmended, work / "unmended")]:
+            predictions = _mediapipe_predictions(folder / result.file, heldout)
             labels = np.array([label for _, label in heldout.samples])
             mp_top1 = np.array([p.index for p in predictions])
             row = {
@@ -158,9 +165,22 @@ def _versions() -> dict:
     return {name: metadata.version(name) for name in ("mediapipe", "litert-torch", "ai-edge-litert")}
 
 
+@contextlib.contextmanager
+def _converter_biases():
+    """convert without tflite_bias.py's requantization: what litert-torch's file alone would score."""
+    from mobileprune.export import tflite_bias
+
+    keep = tflite_bias.requantize_biases
+    tflite_bias.requantize_biases = lambda model: []
+    try:
+        yield
+    finally:
+        tflite_bias.requantize_biases = keep
+
+
 def _plot(rows: list[dict], path: Path) -> None:
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    fig, ax = plt.subplots(figsize=(10, 4))
     labels = [f"{r['model']}\n{r['precision']}" for r in rows]
     x = np.arange(len(rows))
     se = [np.sqrt(r["pytorch_top1"] * (1 - r["pytorch_top1"]) / 500) for r in rows]
