@@ -322,7 +322,7 @@ def expected_top1_change(outputs: np.ndarray, reference: np.ndarray) -> float:
     Where the two top-1 answers differ, PyTorch's own probabilities say how likely each answer is to be
     right: int8 flipping two near-equal classes costs almost nothing, flipping away from a class PyTorch was
     sure of costs almost a whole image. Top-1 agreement counts both alike, so it fails int8 files that
-    flip near-ties often but cost little accuracy (README, "convert's int8 check"). Outputs that already
+    flip near-ties often but cost little accuracy (README, "The int8 check"). Outputs that already
     are probabilities (rows of non-negative numbers summing to 1) are used as they are.
     """
     reference = reference.astype(np.float64)

@@ -4,7 +4,7 @@ A TFLite int8 convolution or fully connected layer adds its int32 bias straight 
 products, so the kernels take the bias's scale to be the input's scale times the weight's (per output
 channel); the scale stored with the bias is never read. litert-torch can store a bias quantized with
 another input scale: the fully connected layer after global average pooling gets the scale of the map
-*before* the pooling, while the pooled tensor it actually reads has its own (README, "convert's int8
+*before* the pooling, while the pooled tensor it actually reads has its own (README, "The int8
 check"). The kernel then adds a bias several times too large or too small. That goes unseen while
 biases are small (a pretrained classifier's) and flips most answers once reconstruction has given the
 classifier real biases. Here every such bias is requantized to the scale the kernel uses; the rounding
