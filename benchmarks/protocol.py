@@ -86,6 +86,5 @@ def make_cifar_app(work: Path = CIFAR_WORK) -> float | None:
     torch.manual_seed(0)
     base.model.classifier[1] = nn.Linear(base.model.classifier[1].in_features, 10)
     Trainer(make_loader(data.train, 32, True), TrainConfig(lr=3e-4)).train(base.model, 1200, cosine=True)
-    work.mkdir(parents=True, exist_ok=True)
     torch.save(base.model.state_dict(), app)
     return round(time.time() - started, 1)

@@ -15,8 +15,7 @@ pytest.importorskip("ai_edge_litert")
 
 def _int8_file(tmp_path, image_folder, bias: float):
     """A tiny MobileNetV2 whose classifier has real biases (as after reconstruction), as an int8 .tflite."""
-    loaded = load_model("mobilenet_v2", arch_kwargs={"width_mult": 0.25, "num_classes": 10})
-    loaded.spec = type(loaded.spec)(**{**loaded.spec.to_json(), "input_size": 32})
+    loaded = load_model("mobilenet_v2", arch_kwargs={"width_mult": 0.25, "num_classes": 10}, input_size=32)
     lively(loaded.model, 32)
     with torch.no_grad():
         loaded.model.classifier[1].bias.copy_(torch.linspace(-bias, bias, 10))
