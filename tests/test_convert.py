@@ -1,13 +1,16 @@
 """`convert`: tiny pruned MobileNets to every format, each checked against PyTorch."""
 
+import io
 import json
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
 from mobileprune.export import FORMATS, ModelAbout, convert
 from mobileprune.export.convert import CheckInputs, judge
+from mobileprune.progress import Progress
 
 VARIANTS = {
     "mobilenet_v1": {},
@@ -112,7 +115,7 @@ def test_fp16_tflite_is_half_the_size_and_within_tolerance(tmp_path):
     fp32, fp16 = results[("tflite", "fp32")], results[("tflite", "fp16")]
     assert fp16.file == "model.fp16.tflite" and fp16.ok and fp16.max_abs_diff <= 1e-2
     assert fp16.size_mb < 0.7 * fp32.size_mb  # weights halve; a tiny model keeps its fixed graph overhead
-    assert ("onnx", "fp16") not in results and results[("onnx", "fp32")].ok  # onnx writes fp32 only
+    assert ("onnx", "fp16") not in results and results[("onnx", "fp32")].ok  # onnx writes no fp16
 
 
 def test_int8_tflite_is_full_integer_with_data_and_dynamic_range_without(tmp_path, image_folder):
@@ -143,6 +146,26 @@ def test_int8_tflite_is_full_integer_with_data_and_dynamic_range_without(tmp_pat
     assert interpreter.get_input_details()[0]["dtype"] == np.float32
     fp32_size = convert(loaded, ["tflite"], tmp_path / "c", check=False)[0].size_mb
     assert dynamic.size_mb < 0.5 * fp32_size and calibrated.size_mb < 0.5 * fp32_size
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "executorch"])
+def test_int8_onnx_and_executorch_need_calibration_images(fmt, tmp_path, image_folder):
+    loaded = _tiny_pruned("mobilenet_v2", tmp_path)
+    fp32, int8 = convert(loaded, [fmt], tmp_path / "a", precisions=["fp32", "int8"], data=image_folder)
+    suffix = {"onnx": "onnx", "executorch": "pte"}[fmt]
+    assert int8.file == f"model.int8.{suffix}" and int8.ok and "calibrated on 48 images" in int8.notes[0]
+    assert "estimated top-1 change" in int8.check and "random" not in int8.check  # the int8 rule, real images
+    assert int8.size_mb < 0.5 * fp32.size_mb
+    if fmt == "onnx":  # what ONNX Runtime's int8 kernels take: quantize/dequantize pairs around the convs
+        import onnx
+
+        ops = {node.op_type for node in onnx.load(str(tmp_path / "a" / int8.file)).graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+
+    log = io.StringIO()
+    results = convert(loaded, [fmt], tmp_path / "b", precisions=["int8"], progress=Progress(Console(file=log)))
+    assert [(r.file, r.precision) for r in results] == [(f"model.{suffix}", "fp32")]  # no int8 without images
+    assert f"{fmt}: no int8 file without calibration images (--data)" in log.getvalue()
 
 
 def test_int8_check_charges_flips_by_what_pytorch_thought_of_them():

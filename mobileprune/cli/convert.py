@@ -30,7 +30,10 @@ def convert(
     force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
     labels: Annotated[Path | None, typer.Option(help="Class names, one per line.")] = None,
     precision: Annotated[
-        str, typer.Option(help="fp32, fp16 (TFLite, Core ML), int8 (TFLite), comma-separated: fp32,int8.")
+        str,
+        typer.Option(
+            help="fp32, fp16 (TFLite, Core ML), int8 (TFLite; ONNX, ExecuTorch with --data), comma-separated."
+        ),
     ] = "fp32",
     data: Annotated[
         Path | None, typer.Option(help="Images: real check inputs and int8 calibration (else random inputs).")

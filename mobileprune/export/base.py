@@ -53,6 +53,7 @@ class Exporter(ABC):
     name: ClassVar[str]  # the --to name
     file_name: ClassVar[str]  # predictable name inside the bundle (for the first precision)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)  # what it can write; the first is its default
+    int8_without_calibration: ClassVar[bool] = False  # an int8 scheme that needs no images (dynamic-range)
     takes_tensor_input: ClassVar[bool] = True  # False: an image input (Core ML), so --layout does not apply
     default_input: ClassVar[AppInput] = AppInput()  # its tensor input without --layout/--normalize
     extra: ClassVar[str]  # `pip install mobileprune[EXTRA]`
@@ -81,6 +82,13 @@ class Exporter(ABC):
             except metadata.PackageNotFoundError:
                 out[dist] = "not installed"
         return out
+
+    def writable(self, calibrated: bool) -> tuple[str, ...]:
+        """The precisions it can write: without calibration images, int8 only where the format has a scheme
+        that needs none."""
+        if calibrated or self.int8_without_calibration:
+            return self.precisions
+        return tuple(p for p in self.precisions if p != "int8")
 
     def check_options(self, options: dict[str, str]) -> None:
         """Refuse a bad format-specific option (raise `UserError`) before any work; most formats take none."""

@@ -139,7 +139,8 @@ def convert(
     """Write one file per format into `out` and check each numerically; returns per-format results.
 
     `data` (an image folder) gives real check images and the int8 calibration set; without it the
-    checks use seeded random inputs and int8 falls back to dynamic-range. `layout` and `normalize`
+    checks use seeded random inputs and int8 falls back to dynamic-range where a format has it (TFLite);
+    the others write no int8 file and say so. `layout` and `normalize`
     (True: the file takes 0–1 RGB and normalises itself) override each format's own default input;
     `labels` default to the spec's class names (ImageNet presets), `about` to a generated description.
     """
@@ -164,7 +165,10 @@ def convert(
         for name in formats:
             exporter = FORMATS.create(name)
             # requested precisions this format can write; its own default when it can write none of them
-            wanted = [p for p in (precisions or []) if p in exporter.precisions] or [exporter.precisions[0]]
+            writable = exporter.writable(calibration is not None)
+            wanted = [p for p in (precisions or []) if p in writable] or [writable[0]]
+            for precision in [p for p in (precisions or []) if p in exporter.precisions and p not in writable]:
+                progress.log(f"[yellow]{name}: no {precision} file without calibration images (--data)[/yellow]")
             app_input = file_input(exporter, layout, normalize)
             fed = replace(inputs, images=app_input.feed(inputs.images, spec))
             for precision in wanted:

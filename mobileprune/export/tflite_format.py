@@ -19,10 +19,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..quiet import native_output_silenced
-from . import mediapipe_client, tflite_bias, tflite_file, tflite_metadata, tflite_sparse
+from . import mediapipe_client, pt2e, tflite_bias, tflite_file, tflite_metadata, tflite_sparse
 from .app_input import AppInput
 from .base import FORMATS, Exporter, ExportRequest, ModelAbout
 
@@ -38,6 +37,7 @@ class TFLiteExporter(Exporter):
     requires = ("litert_torch",)
     distributions = ("litert-torch", "ai-edge-litert")
     default_input = AppInput("nhwc", normalized_in_model=True)
+    int8_without_calibration = True  # dynamic-range
 
     def export(self, request: ExportRequest) -> Path:
         import litert_torch
@@ -97,20 +97,12 @@ class TFLiteExporter(Exporter):
 def _quantize_int8(request: ExportRequest):
     """The PT2E-quantized module and its QuantConfig: static if there are calibration images."""
     from litert_torch.quantize import pt2e_quantizer, quant_config
-    from torchao.quantization.pt2e import quantize_pt2e
 
     static = request.calibration is not None and len(request.calibration) > 0
     config = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=not static)
     quantizer = pt2e_quantizer.PT2EQuantizer().set_global(config)
-    captured = torch.export.export(request.model.eval(), (request.example,)).module()
-    prepared = quantize_pt2e.prepare_pt2e(captured, quantizer)
-    with torch.no_grad():
-        if static:
-            for image in request.calibration:  # the captured graph has the example's batch of one
-                prepared(torch.from_numpy(np.ascontiguousarray(image[None], dtype=np.float32)))
-        else:
-            prepared(request.example)  # per-channel weight observers need one pass
-    quantized = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+    # litert-torch folds the quantize ops itself
+    quantized = pt2e.quantized_module(request.model, request.example, quantizer, request.calibration, fold=False)
     if static:
         request.notes.append(f"int8 full-integer (activations calibrated on {len(request.calibration)} images)")
     else:
