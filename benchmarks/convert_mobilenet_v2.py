@@ -1,8 +1,10 @@
 """Convert the shared ImageNet MobileNetV2 and its 0.84 shrink (one-shot, sensitivity) to every format.
 
 Records file sizes, conversion checks, and top-1 of each runnable format on the 1000 shared ImageNet photos
-next to PyTorch's. int8 TFLite is calibrated on 100 of those photos (checked on 64 others; its top-1 is
-also given on the 900 it never saw) and, for comparison, on 100 CIFAR-10 images.
+next to PyTorch's. int8 files (TFLite, ONNX, ExecuTorch) are calibrated on 100 of those photos (checked on
+64 others; their top-1 is also given on the 900 they never saw); int8 TFLite also, for comparison, on 100
+CIFAR-10 images. Each runtime's int8 file is timed against its fp32 file (interleaved, 1 and 2 threads;
+ExecuTorch's thread pool is fixed at the core count; the original model's bundle).
 Writes benchmarks/results/convert_mobilenet_v2.json. Run with a venv that has the
 converters (`make test` installs them): `.venv/bin/python benchmarks/convert_mobilenet_v2.py`.
 """
@@ -113,6 +115,8 @@ def main() -> None:
                 entry["max_abs_diff_on_images"] = float(np.abs(outputs - reference).max())
                 entry["top1_agreement_with_pytorch"] = float((outputs.argmax(1) == reference.argmax(1)).mean())
             row["formats"].append(entry)
+        if label == "original":
+            row["int8_speed"] = _int8_speed(bundle, work / "speed")
         rows.append(row)
         print(json.dumps(row))
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +137,33 @@ def main() -> None:
         + "\n"
     )
     print(f"wrote {args.out}")
+
+
+def _int8_speed(bundle: Path, work: Path) -> list[dict]:
+    """Each runtime's int8 file against its fp32 file, interleaved (`bench` pairs files of the same name,
+    so each precision gets a folder of links named as the fp32 file)."""
+    from mobileprune.bench.measure import BenchConfig, bench
+    from mobileprune.bench.models import BenchModel
+
+    files = {"fp32": [], "int8": []}
+    for name in ("model.tflite", "model.onnx", "model.pte"):
+        stem, suffix = name.split(".")
+        int8 = bundle / f"{stem}.int8.{suffix}"
+        if (bundle / name).exists() and int8.exists():
+            for precision, source in (("fp32", bundle / name), ("int8", int8)):
+                link = work / precision / name
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(source.resolve())
+                files[precision].append(link)
+    # the fp32 files a second time: the noise, a model against itself in the same interleaved run
+    models = [BenchModel(precision, paths) for precision, paths in files.items()]
+    models.append(BenchModel("fp32 again", files["fp32"]))
+    result = bench(models, BenchConfig(threads=[1, 2], runs=100, min_seconds=3.0))
+    speedups = [
+        {"runtime": s.runtime, "threads": s.threads, "against": s.baseline, "model": s.model, "speedup": s.speedup}
+        for s in result.speedups
+    ]
+    return speedups + [m.to_json() for m in result.measurements] + [{"not timed": n} for n in result.skipped]
 
 
 def _calibration_folder(root: Path, calibration: list, check: list) -> Path:
