@@ -2,7 +2,7 @@
 
 Precisions: fp32, and int8 through onnxruntime's own quantizer, so the file is what ONNX Runtime's int8
 kernels expect: static QDQ (per-channel int8 weights, uint8 activations whose ranges the calibration
-images set: the U8S8 scheme ORT recommends for x86 and ARM CPUs). Without calibration images there is no
+images set: the U8S8 pairing ORT's CPU int8 kernels run). Without calibration images there is no
 int8 ONNX file: ORT's dynamic quantization is meant for transformers' MatMuls (its docs recommend static
 for CNNs), and it could not even read the exporter's classifier Gemm. The scheme goes into the request's
 notes (summary, metadata.json).
