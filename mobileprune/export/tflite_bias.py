@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tflite_file import buffer_users
+from .tflite_file import buffer_users, entry_name, new_buffer
 
 BIASED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")  # input, weight, bias are inputs 0, 1, 2
 INT32_RANGE = (-(2**31), 2**31 - 1)
@@ -46,18 +46,14 @@ def requantize_biases(model) -> list[str]:
             buffer = model.buffers[b.buffer]
             values = np.frombuffer(bytes(buffer.data), dtype="<i4").astype(np.float64)
             fixed = np.clip(np.round(values * stored / expected), *INT32_RANGE).astype("<i4")
-            data = np.frombuffer(fixed.tobytes(), dtype=np.uint8)
             if users.get(b.buffer, 0) > 1:  # another tensor reads the old values: give this one its own
-                copy = schema.BufferT()
-                copy.data = data
-                model.buffers.append(copy)
                 users[b.buffer] -= 1
-                b.buffer = len(model.buffers) - 1
+                b.buffer = new_buffer(model, fixed.tobytes())
             else:
-                buffer.data = data
+                buffer.data = np.frombuffer(fixed.tobytes(), dtype=np.uint8)
             b.quantization.scale = [float(s) for s in expected]
             b.quantization.zeroPoint = [0] * len(expected)
-            changed.append(b.name.decode() if isinstance(b.name, bytes) else str(b.name))
+            changed.append(entry_name(b))
     return changed
 
 

@@ -110,7 +110,18 @@ def buffer_users(model) -> dict[int, int]:
 
 
 def entry_name(entry) -> str:
+    """The name of a metadata entry or tensor (bytes or str, depending on how the file was read)."""
     return entry.name.decode() if isinstance(entry.name, bytes) else str(entry.name)
+
+
+def new_buffer(model, data: bytes) -> int:
+    """Index of a new buffer holding `data` (none if empty), appended to the model's buffers."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(data, dtype=np.uint8) if data else None
+    model.buffers.append(buffer)
+    return len(model.buffers) - 1
 
 
 def operator_code(model, builtin: int) -> int:

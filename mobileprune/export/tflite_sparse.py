@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tflite_file import buffer_users, operator_code
+from .tflite_file import buffer_users, entry_name, new_buffer, operator_code
 
 # float32 only: int8 weights stored this way make ai-edge-litert's XNNPACK delegate fail to prepare
 # ("failed to delegate CONV_2D node"), so int8 files keep their zeros dense (a zip still squeezes them)
@@ -69,19 +69,19 @@ def store_sparse(model) -> list[SparseTensor]:
         values, sparsity_parameters, size = encoded
         sparse = schema.TensorT()
         sparse.shape, sparse.type, sparse.quantization = tensor.shape, tensor.type, tensor.quantization
-        sparse.name = _name(tensor) + "_sparse"
+        sparse.name = entry_name(tensor) + "_sparse"
         sparse.sparsity = sparsity_parameters
-        sparse.buffer = _new_buffer(model, values.tobytes())
+        sparse.buffer = new_buffer(model, values.tobytes())
         graph.tensors.append(sparse)
         if users[tensor.buffer] == 1:
             model.buffers[tensor.buffer].data = None  # its only reader now reads the DENSIFY output
-        tensor.buffer = _new_buffer(model, b"")
+        tensor.buffer = new_buffer(model, b"")
         densify = schema.OperatorT()
         densify.opcodeIndex = operator_code(model, schema.BuiltinOperator.DENSIFY)
         densify.inputs, densify.outputs = [len(graph.tensors) - 1], [index]
         densify_ops.append(densify)
         zeros = 1 - np.count_nonzero(weight) / weight.size
-        changed.append(SparseTensor(_name(tensor), list(map(int, tensor.shape)), zeros, int(weight.nbytes), size))
+        changed.append(SparseTensor(entry_name(tensor), list(map(int, tensor.shape)), zeros, int(weight.nbytes), size))
     graph.operators = densify_ops + list(graph.operators)  # constants only: densified before anything runs
     return changed
 
@@ -142,16 +142,3 @@ def _index_vector(values: np.ndarray, largest: int):
             vector.values = [int(v) for v in values]
             return (kind, vector), nbytes
     raise ValueError("tensor too large for TFLite's sparse index vectors")
-
-
-def _new_buffer(model, data: bytes) -> int:
-    from ai_edge_litert import schema_py_generated as schema
-
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(data, dtype=np.uint8) if data else None
-    model.buffers.append(buffer)
-    return len(model.buffers) - 1
-
-
-def _name(tensor) -> str:
-    return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
