@@ -1,12 +1,12 @@
 """Convert the shared ImageNet MobileNetV2 and its 0.84 shrink (one-shot, sensitivity) to every format.
 
-Records file sizes, conversion checks, and top-1 of each runnable format on the 1000 shared ImageNet photos
-next to PyTorch's. int8 files (TFLite, ONNX, ExecuTorch) are calibrated on 100 of those photos (checked on
-64 others; their top-1 is also given on the 900 they never saw); int8 TFLite also, for comparison, on 100
+On the accuracy protocol: int8 files (TFLite, ONNX, ExecuTorch) are calibrated on 100 of the odd-class
+(unlabeled) photos and `convert` checks every file on 64 others; top-1 of each runnable format is measured
+on the 500 even-class photos, next to PyTorch's. int8 TFLite is also calibrated, for comparison, on 100
 CIFAR-10 images. Each runtime's int8 file is timed against its fp32 file (interleaved, 1 and 2 threads;
 ExecuTorch's thread pool is fixed at the core count; the original model's bundle).
-Writes benchmarks/results/convert_mobilenet_v2.json. Run with a venv that has the
-converters (`make test` installs them): `.venv/bin/python benchmarks/convert_mobilenet_v2.py`.
+Writes benchmarks/results/convert_mobilenet_v2.json. Run with a venv that has the converters (`make test`
+installs them): `.venv/bin/python benchmarks/convert_mobilenet_v2.py [--split S]`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from protocol import SHARED, WEIGHTS
+from protocol import SHARED, WEIGHTS, build_split
 
 from mobileprune import ShrinkConfig, load_model, save_output, shrink
 from mobileprune.export import FORMATS, convert
 from mobileprune.export.convert import file_input
+from mobileprune.models.labels import class_ids
 from mobileprune.reporting.provenance import versions
 from mobileprune.train.data import make_loader, open_image_folder
 
@@ -34,22 +35,23 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--split", type=Path, help="an existing imagenet_split.py output (default: build one)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "convert_mobilenet_v2.json")
     args = ap.parse_args()
+    split = build_split(args.split)
     work = Path(tempfile.mkdtemp(prefix="mobileprune-convert-"))
     weights = WEIGHTS
     original = load_model(weights, arch="mobilenet_v2")
     spec = original.spec
-    evals = open_image_folder(SHARED / "data" / "imagenet-sample", spec.input_size, spec.mean, spec.std)
-    evals.samples = evals.samples[: args.images]
+    heldout = open_image_folder(split / "heldout", spec.input_size, spec.mean, spec.std, classes=class_ids(spec))
     images, labels = [], []
-    for batch in make_loader(evals, 50, False, workers=1):
+    for batch in make_loader(heldout, 50, False, workers=1):
         images.append(batch.images.numpy())
         labels.append(batch.labels.numpy())
     images, labels = np.concatenate(images), np.concatenate(labels)
 
-    calibrated = {"imagenet": _calibration_folder(work / "calib-imagenet", evals.samples[-100:], evals.samples[:64])}
+    odd = sorted((split / "unlabeled" / "train").iterdir())
+    calibrated = {"imagenet": _calibration_folder(work / "calib-imagenet", odd[:100], odd[100:164])}
     with zipfile.ZipFile(SHARED / "data" / "cifar10-jpeg.zip") as zf:
         cifar_train = [n for n in zf.namelist() if n.startswith("train/") and n.endswith(".jpg")]
         cifar_test = [n for n in zf.namelist() if n.startswith("test/") and n.endswith(".jpg")]
@@ -57,10 +59,9 @@ def main() -> None:
         zf.extractall(work / "cifar", picks)
     calibrated["cifar"] = _calibration_folder(
         work / "calib-cifar",
-        [(work / "cifar" / n, 0) for n in picks[:100]],
-        [(work / "cifar" / n, 0) for n in picks[100:]],
+        [work / "cifar" / n for n in picks[:100]],
+        [work / "cifar" / n for n in picks[100:]],
     )
-    unseen = slice(0, len(images) - 100)  # the photos the ImageNet-calibrated int8 file never saw
 
     torch.manual_seed(0)
     shrunk = shrink(load_model(weights, arch="mobilenet_v2"), ShrinkConfig(target=0.84, calibration_images=32))
@@ -75,7 +76,7 @@ def main() -> None:
             loaded, FORMATS.names(), bundle, precisions=["fp32", "fp16", "int8"], data=calibrated["imagenet"]
         )
         for r in results:
-            r.notes.append("calibrated on 100 ImageNet-sample photos" if r.precision == "int8" else "")
+            r.notes.append("calibrated on 100 odd-class photos" if r.precision == "int8" else "")
         cifar_results = convert(
             loaded, ["tflite"], work / f"bundle-{label}-cifar", precisions=["int8"], data=calibrated["cifar"]
         )
@@ -92,7 +93,6 @@ def main() -> None:
             "params": sum(p.numel() for p in loaded.model.parameters()),
             "convert_s": round(time.time() - started, 1),
             "top1": {"pytorch": float((reference.argmax(1) == labels).mean())},
-            "top1_unseen_900": {"pytorch": float((reference[unseen].argmax(1) == labels[unseen]).mean())},
             "formats": [],
         }
         for r in results:
@@ -111,7 +111,6 @@ def main() -> None:
             outputs = exporter.run(bundle / r.file, fed) if r.file else "not written"
             if not isinstance(outputs, str):
                 entry["top1"] = float((outputs.argmax(1) == labels).mean())
-                entry["top1_unseen_900"] = float((outputs[unseen].argmax(1) == labels[unseen]).mean())
                 entry["max_abs_diff_on_images"] = float(np.abs(outputs - reference).max())
                 entry["top1_agreement_with_pytorch"] = float((outputs.argmax(1) == reference.argmax(1)).mean())
             row["formats"].append(entry)
@@ -124,7 +123,8 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "convert shared MobileNetV2 (original and 0.84 one-shot shrink) to every format",
-                "eval": f"top-1 on {len(images)} shared ImageNet photos, Resize 256 / CenterCrop 224",
+                "eval": f"top-1 on the {len(images)} even-class (held-out) photos, Resize 256 / CenterCrop 224",
+                "calibration": "int8: 100 odd-class photos; convert's checks: 64 other odd-class photos",
                 "runs": rows,
                 "machine": {
                     "platform": platform.platform(),
@@ -166,12 +166,12 @@ def _int8_speed(bundle: Path, work: Path) -> list[dict]:
     return speedups + [m.to_json() for m in result.measurements] + [{"not timed": n} for n in result.skipped]
 
 
-def _calibration_folder(root: Path, calibration: list, check: list) -> Path:
+def _calibration_folder(root: Path, calibration: list[Path], check: list[Path]) -> Path:
     """root/train (calibration images) and root/val (check images) as symlinks: what `convert --data` reads."""
-    for split, samples in (("train", calibration), ("val", check)):
+    for split, paths in (("train", calibration), ("val", check)):
         (root / split).mkdir(parents=True)
-        for i, (path, _) in enumerate(samples):
-            (root / split / f"{i:04d}{Path(path).suffix}").symlink_to(Path(path).resolve())
+        for i, path in enumerate(paths):
+            (root / split / f"{i:04d}{path.suffix}").symlink_to(path.resolve())
     return root
 
 
