@@ -261,6 +261,25 @@ def test_coreml_target_flag_is_checked_before_any_work_and_used(run_cli, tmp_pat
     assert result.ok and spec.specificationVersion == 8  # iOS17's spec version (iOS16 writes 7)
 
 
+def test_coreml_int8_stores_weights_as_int8_without_images(tmp_path):
+    loaded = _tiny_pruned("mobilenet_v2", tmp_path)
+    fp16, int8 = convert(loaded, ["coreml"], tmp_path / "a", precisions=["fp16", "int8"])
+    assert (fp16.file, int8.file) == ("model.mlpackage", "model.int8.mlpackage") and int8.ok
+    assert int8.notes == ["int8 weights (per output channel, symmetric), fp16 activations"]
+    assert fp16.details["compressed_weights"] == 0 and int8.details["compressed_weights"] >= 10
+    assert int8.details["classifier"] == "classLabel" and int8.size_mb < 0.7 * fp16.size_mb
+    import coremltools as ct
+
+    spec = ct.utils.load_spec(str(tmp_path / "a" / int8.file))
+    ops = [
+        op for f in spec.mlProgram.functions.values() for b in f.block_specializations.values() for op in b.operations
+    ]
+    quantized = [op for op in ops if op.type == "constexpr_affine_dequantize"]
+    data = quantized[0].attributes["quantized_data"].type.tensorType
+    scales = quantized[0].attributes["scale"].type.tensorType
+    assert data.dataType == ct.proto.MIL_pb2.DataType.INT8 and scales.dimensions[0].constant.size > 1  # per channel
+
+
 def test_float_check_tolerance_scales_with_large_outputs():
     """Random-weight networks can reach logits of 1e11, where float32 itself differs by 1e4."""
     reference = np.eye(4, dtype=np.float32)[[0, 1, 2, 3] * 5] * 1e6

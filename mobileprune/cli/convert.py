@@ -32,7 +32,8 @@ def convert(
     precision: Annotated[
         str,
         typer.Option(
-            help="fp32, fp16 (TFLite, Core ML), int8 (TFLite; ONNX, ExecuTorch with --data), comma-separated."
+            help="fp32, fp16 (TFLite, Core ML), int8 (TFLite, Core ML's weights; ONNX, ExecuTorch with --data), "
+            "comma-separated."
         ),
     ] = "fp32",
     data: Annotated[

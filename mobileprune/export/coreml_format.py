@@ -1,5 +1,9 @@
 """Core ML `.mlpackage` (ML program, fp16 by default) with a camera-ready image input and class labels.
 
+int8 is Core ML's weight compression: every large conv and linear weight stored as int8 with one scale per
+output channel, dequantized at load, activations in fp16. It halves the fp16 file and needs no images.
+Quantizing activations too would need calibration, which coremltools does by running the model: macOS only.
+
 The app hands Core ML an RGB image; Core ML's image input can only scale all channels by one number, so
 the input is scaled to 0–1 there and the per-channel (x - mean) / std is a layer inside the model: exact,
 unlike one averaged std. coremltools converts on Linux but predicts only on macOS: elsewhere the check
@@ -26,7 +30,8 @@ MINIMUM_TARGET = "iOS16"
 class CoreMLExporter(Exporter):
     name = "coreml"
     file_name = "model.mlpackage"
-    precisions = ("fp16", "fp32")
+    precisions = ("fp16", "fp32", "int8")
+    int8_without_calibration = True  # weight-only: the weights alone set their scales
     takes_tensor_input = False  # ct.ImageType: the app hands over a camera frame, layout is Core ML's job
     extra = "coreml"
     requires = ("coremltools",)
@@ -51,8 +56,11 @@ class CoreMLExporter(Exporter):
             inputs=[image],
             classifier_config=ct.ClassifierConfig(labels),
             minimum_deployment_target=coreml_target(request.options.get("coreml_target", MINIMUM_TARGET)),
-            compute_precision=ct.precision.FLOAT16 if request.precision == "fp16" else ct.precision.FLOAT32,
+            compute_precision=ct.precision.FLOAT32 if request.precision == "fp32" else ct.precision.FLOAT16,
         )
+        if request.precision == "int8":
+            mlmodel = int8_weights(mlmodel)
+            request.notes.append("int8 weights (per output channel, symmetric), fp16 activations")
         mlmodel.user_defined_metadata.update(
             {"mean": json.dumps(list(spec.mean)), "std": json.dumps(list(spec.std)), "input_size": str(size)}
         )
@@ -105,18 +113,34 @@ def coreml_target(name: str):
     return getattr(ct.target, name)
 
 
+def int8_weights(mlmodel):
+    """`mlmodel` with its conv and linear weights stored as int8, one scale per output channel (symmetric).
+
+    coremltools' default size threshold leaves tiny tensors (biases, the smallest kernels) in fp16: they
+    weigh nothing, and dequantizing them would cost more than it saves."""
+    from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
+
+    config = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
+    return linear_quantize_weights(mlmodel, config=OptimizationConfig(global_config=config))
+
+
 def describe_spec(path: Path) -> dict:
-    """What the saved package declares: inputs, outputs and the number of ML-program ops."""
+    """What the saved package declares: inputs, outputs, the number of ML-program ops and of compressed
+    weights (`constexpr_*` ops: weights stored quantized, expanded when the model loads)."""
     import coremltools as ct
 
     spec = ct.utils.load_spec(str(path))
-    ops = sum(
-        len(block.operations) for f in spec.mlProgram.functions.values() for block in f.block_specializations.values()
-    )
+    ops = [
+        op
+        for f in spec.mlProgram.functions.values()
+        for block in f.block_specializations.values()
+        for op in block.operations
+    ]
     return {
         "inputs": [i.name for i in spec.description.input],
         "outputs": [o.name for o in spec.description.output],
-        "ops": ops,
+        "ops": len(ops),
+        "compressed_weights": sum(op.type.startswith("constexpr_") for op in ops),
         "classifier": spec.description.predictedFeatureName,
         "author": spec.description.metadata.author,
         "license": spec.description.metadata.license,
