@@ -40,3 +40,29 @@ def test_a_single_image_is_compared_uncentred():
 def test_unknown_loss_is_refused():
     with pytest.raises(ValueError, match="unknown distillation loss 'mse'"):
         distillation_loss(_logits(0), _logits(1), 2.0, "mse")
+
+
+@pytest.mark.parametrize(
+    "distill,student_dropout,dropout_trains", [(True, False, False), (True, True, True), (False, False, True)]
+)
+def test_distillation_turns_the_students_dropout_off_unless_asked(tmp_path, distill, student_dropout, dropout_trains):
+    """The teacher answers without dropout, so a distilled student learns without it; labels keep it on."""
+    from conftest import write_images
+
+    from mobileprune import load_model
+    from mobileprune.train.data import make_loader, open_data
+    from mobileprune.train.loop import TrainConfig, Trainer
+
+    write_images(tmp_path / "train", {"dog": (200, 0, 0), "ship": (0, 0, 200)}, 4)
+    loaded = load_model("mobilenet_v2", arch_kwargs={"num_classes": 2, "width_mult": 0.25}, input_size=32)
+    data = open_data(tmp_path, 32, loaded.spec.mean, loaded.spec.std)
+    teacher = load_model("mobilenet_v2", arch_kwargs={"num_classes": 2, "width_mult": 0.25}, input_size=32).model
+    seen: list[bool] = []
+    dropout = loaded.model.classifier[0]
+    assert isinstance(dropout, torch.nn.Dropout) and dropout.p > 0
+    dropout.register_forward_hook(lambda module, args, out: seen.append(module.training))
+    config = TrainConfig(lr=1e-3, distill=distill, student_dropout=student_dropout)
+    trainer = Trainer(make_loader(data.train, 4, True, workers=0), config, teacher if distill else None)
+    trainer.train(loaded.model, 2)
+    assert seen and all(mode == dropout_trains for mode in seen[-2:])  # the two steps (the layout try runs eval)
+    assert not loaded.model.training  # the model comes back in eval mode

@@ -83,6 +83,12 @@ def _shrink_options() -> dict[str, Opt]:
         "label_weight": Opt(float, 0.0, "With --distill and labelled images: add this times the label loss."),
         "crop_scale": Opt(float, 0.5, "Retraining crops keep at least this share of each image."),
         "feature_weight": Opt(float, 0.0, "With --distill: add this times the loss on every layer's output."),
+        "student_dropout": Opt(
+            bool,
+            False,
+            "With --distill: keep the pruned model's dropout on while it learns (the unpruned model answers without).",
+            "--student-dropout/--no-student-dropout",
+        ),
         "optimizer": Opt(str, "adamw", "adamw or sgd (nesterov, momentum 0.9)."),
         "lr": Opt(float, 3e-5, "Retraining learning rate."),
         "batch_size": Opt(int, 32, "Batch size for retraining and evaluation."),
@@ -183,6 +189,7 @@ def shrink_config(
     label_weight: float = 0.0,
     crop_scale: float = 0.5,
     feature_weight: float = 0.0,
+    student_dropout: bool = False,
     amp: bool = False,
     optimizer: str = "adamw",
     lr: float = 3e-5,
@@ -224,6 +231,7 @@ def shrink_config(
         label_weight=label_weight,
         crop_scale=crop_scale,
         feature_weight=feature_weight,
+        student_dropout=student_dropout,
         amp=amp,
     )
     for name in ("round_to", "rounds"):
