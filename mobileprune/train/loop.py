@@ -9,7 +9,8 @@ wants small, per-weight-scaled steps, and SGD with momentum at the usual rates w
 shared MobileNetV2 within a few steps of distilling it onto itself. Distillation losses are in
 `distill.py`. While distilling, the student's dropout is off too (`student_dropout` turns it back on): the
 teacher answers without dropout, and with a few hundred images the student has enough to do matching
-that one function without also matching it through random masks. Measurements behind these choices: benchmarks/results/shrink_mobilenet_v2*.json.
+that one function without also matching it through random masks. Measurements behind these choices:
+benchmarks/results/shrink_mobilenet_v2*.json and cli_recovery.json.
 """
 
 from __future__ import annotations
