@@ -15,8 +15,8 @@ folder on the 500 held-out even-class photos:
   least-squares re-fit doing retraining's job?);
 - `--distill-loss kl` (plain KL) against the centred default: `--epochs 20` at 0.5 MACs, and at 0.7 MACs
   one-shot and `--epochs 3` with each loss;
-- `--student-dropout` (the pruned model's dropout on while it is distilled: the default before) at 0.5 MACs
-  with `--epochs 20`;
+- `--no-student-dropout` (the pruned model's dropout off while it is distilled) at 0.5 MACs with
+  `--epochs 20`;
 - the one-shot 0.5-MACs command given only the first 63, 125 or 250 of the odd photos (a seeded order):
   how many unlabeled photos does a user need?
 - `sparsify --sparsity 0.5 --method magnitude --distill --epochs 2`, with and without `--retrain-check`,
@@ -92,7 +92,7 @@ RUNS |= {f"{name}_noreconstruct": [*options, "--no-reconstruct"] for name, optio
 # that did not lower dev top-1; and the 0.7-MACs case where a short distillation lowered top-1, with each loss
 RUNS |= {
     "macs0.5_epochs20_kl": [*RUNS["macs0.5_epochs20"], "--distill-loss", "kl"],
-    "macs0.5_epochs20_student_dropout": [*RUNS["macs0.5_epochs20"], "--student-dropout"],  # the default before
+    "macs0.5_epochs20_no_student_dropout": [*RUNS["macs0.5_epochs20"], "--no-student-dropout"],
     "macs0.7_oneshot": ["--by", "macs", "--target", "0.7", "--schedule", "oneshot", "--epochs", "0"],
     "macs0.7_epochs3": ["--by", "macs", "--target", "0.7", "--epochs", "3"],
     "macs0.7_epochs3_kl": ["--by", "macs", "--target", "0.7", "--epochs", "3", "--distill-loss", "kl"],

@@ -45,8 +45,11 @@ def test_unknown_loss_is_refused():
 @pytest.mark.parametrize(
     "distill,student_dropout,dropout_trains", [(True, False, False), (True, True, True), (False, False, True)]
 )
-def test_distillation_turns_the_students_dropout_off_unless_asked(tmp_path, distill, student_dropout, dropout_trains):
-    """The teacher answers without dropout, so a distilled student learns without it; labels keep it on."""
+def test_student_dropout_off_turns_dropout_off_only_while_distilling(
+    tmp_path, distill, student_dropout, dropout_trains
+):
+    """`student_dropout=False`: a distilled student learns without dropout, as the teacher answers; with labels
+    alone dropout stays on (it is a regulariser there, not noise between two models)."""
     from conftest import write_images
 
     from mobileprune import load_model

@@ -85,8 +85,9 @@ def _shrink_options() -> dict[str, Opt]:
         "feature_weight": Opt(float, 0.0, "With --distill: add this times the loss on every layer's output."),
         "student_dropout": Opt(
             bool,
-            False,
-            "With --distill: keep the pruned model's dropout on while it learns (the unpruned model answers without).",
+            True,
+            "With --distill: the pruned model's dropout stays on while it learns (the unpruned model answers "
+            "without it); --no-student-dropout turns it off.",
             "--student-dropout/--no-student-dropout",
         ),
         "optimizer": Opt(str, "adamw", "adamw or sgd (nesterov, momentum 0.9)."),
@@ -189,7 +190,7 @@ def shrink_config(
     label_weight: float = 0.0,
     crop_scale: float = 0.5,
     feature_weight: float = 0.0,
-    student_dropout: bool = False,
+    student_dropout: bool = True,
     amp: bool = False,
     optimizer: str = "adamw",
     lr: float = 3e-5,
