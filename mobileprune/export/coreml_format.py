@@ -1,8 +1,8 @@
 """Core ML `.mlpackage` (ML program, fp16 by default) with a camera-ready image input and class labels.
 
 int8 is Core ML's weight compression: every large conv and linear weight stored as int8 with one scale per
-output channel, dequantized at load, activations in fp16. It halves the fp16 file and needs no images.
-Quantizing activations too would need calibration, which coremltools does by running the model: macOS only.
+output channel, dequantized at load, activations in fp16: a smaller file, and no images needed. Quantizing
+activations too would need calibration, which coremltools does by running the model: macOS only.
 
 The app hands Core ML an RGB image; Core ML's image input can only scale all channels by one number, so
 the input is scaled to 0–1 there and the per-channel (x - mean) / std is a layer inside the model: exact,
@@ -116,8 +116,8 @@ def coreml_target(name: str):
 def int8_weights(mlmodel):
     """`mlmodel` with its conv and linear weights stored as int8, one scale per output channel (symmetric).
 
-    coremltools' default size threshold leaves tiny tensors (biases, the smallest kernels) in fp16: they
-    weigh nothing, and dequantizing them would cost more than it saves."""
+    coremltools' default size threshold (2048 elements) leaves the small tensors (biases, the narrowest
+    kernels) in fp16: they weigh almost nothing next to the wide 1x1 convs and the classifier."""
     from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
 
     config = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
