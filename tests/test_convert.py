@@ -270,11 +270,10 @@ def test_coreml_int8_stores_weights_as_int8_without_images(tmp_path):
     assert int8.details["classifier"] == "classLabel" and int8.size_mb < 0.7 * fp16.size_mb
     import coremltools as ct
 
+    from mobileprune.export.coreml_format import program_ops
+
     spec = ct.utils.load_spec(str(tmp_path / "a" / int8.file))
-    ops = [
-        op for f in spec.mlProgram.functions.values() for b in f.block_specializations.values() for op in b.operations
-    ]
-    quantized = [op for op in ops if op.type == "constexpr_affine_dequantize"]
+    quantized = [op for op in program_ops(spec) if op.type == "constexpr_affine_dequantize"]
     data = quantized[0].attributes["quantized_data"].type.tensorType
     scales = quantized[0].attributes["scale"].type.tensorType
     assert data.dataType == ct.proto.MIL_pb2.DataType.INT8 and scales.dimensions[0].constant.size > 1  # per channel

@@ -130,12 +130,7 @@ def describe_spec(path: Path) -> dict:
     import coremltools as ct
 
     spec = ct.utils.load_spec(str(path))
-    ops = [
-        op
-        for f in spec.mlProgram.functions.values()
-        for block in f.block_specializations.values()
-        for op in block.operations
-    ]
+    ops = program_ops(spec)
     return {
         "inputs": [i.name for i in spec.description.input],
         "outputs": [o.name for o in spec.description.output],
@@ -146,3 +141,13 @@ def describe_spec(path: Path) -> dict:
         "license": spec.description.metadata.license,
         "version": spec.description.metadata.versionString,
     }
+
+
+def program_ops(spec) -> list:
+    """Every operation of a saved ML program's spec (all functions and their block specializations)."""
+    return [
+        op
+        for f in spec.mlProgram.functions.values()
+        for block in f.block_specializations.values()
+        for op in block.operations
+    ]
