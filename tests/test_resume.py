@@ -45,13 +45,17 @@ def _env() -> dict[str, str]:
 
 
 def _shrink(work: Path, out: str, *extra: str, kill: tuple[str, int] | None = None) -> subprocess.CompletedProcess:
+    return _command(work, ["shrink", "v1.pth", *RUN, "--out", out, *extra], kill)
+
+
+def _command(work: Path, args: list[str], kill: tuple[str, int] | None = None) -> subprocess.CompletedProcess:
+    """The CLI in `work`, or with `kill` (POINT, N) killed by tools/kill_at.py."""
     head = (
         [sys.executable, str(HERE.parent / "tools" / "kill_at.py"), kill[0], str(kill[1])]
         if kill
         else [sys.executable, "-m", "mobileprune"]
     )
-    args = [*head, "shrink", "v1.pth", *RUN, "--out", out, *extra]
-    return subprocess.run(args, cwd=work, env=_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run([*head, *args], cwd=work, env=_env(), capture_output=True, text=True, timeout=300)
 
 
 def _saved(folder: Path) -> dict:
@@ -107,6 +111,51 @@ def test_killed_three_times_then_resumed_equals_the_uninterrupted_run(work, run_
     assert all(c.pop("seconds") >= 0 for c in checks)  # time spent scoring: the one thing allowed to differ
     assert checks[0] == checks[1] and [h["epoch"] for h in checks[0]["history"]] == [1, 2]
     assert not (work / "killed" / "checkpoint").exists()
+
+
+SPARSIFY = [
+    "--arch", "mobilenet_v1", "--num-classes", "2", "--input-size", "32", "--data", "data", "--batch-size", "7",
+    "--lr", "1e-3", "--checkpoint-every", str(EVERY), "--quiet",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "point", "n"),
+    [
+        (["--method", "gradual", "--epochs", "2", "--method-option", "prunes=4"], "gradual", 9),  # masks grew
+        (["--method", "lottery", "--epochs", "2", "--method-option", "rewind_step=2"], "lottery", 3),  # late rewind
+        # after the structured step, in the fine-tune's second epoch (its first scored by the validation images)
+        (["--method", "hybrid", "--method-option", "then=magnitude", "--epochs", "2"], "finetune", 9),
+    ],
+    ids=["gradual", "lottery", "hybrid"],
+)
+def test_sparsify_killed_in_training_then_resumed_equals_the_uninterrupted_run(work, method, point, n):
+    """Each method keeps more than weights and trainer: masks that grow (gradual), a late-rewind copy and
+    the round (lottery), a structured plan to replay and the best epoch so far (hybrid, then magnitude)."""
+    name = method[1]
+    whole = _command(work, ["sparsify", "v1.pth", "--sparsity", "0.6", *SPARSIFY, *method, "--out", f"s-{name}"])
+    assert whole.returncode == 0, whole.stderr
+    args = ["sparsify", "v1.pth", "--sparsity", "0.6", *SPARSIFY, *method, "--out", f"k-{name}"]
+    killed = _command(work, args, kill=(point, n))
+    assert killed.returncode == -9, killed.stderr
+    at_kill = int(re.search(r"killed at step (\d+)", killed.stderr).group(1))
+    assert 1 <= at_kill - _saved(work / f"k-{name}")["trainer"]["steps_done"] <= EVERY
+    if name == "gradual":  # the same command without --resume refuses (once: each run costs seconds)
+        refused = _command(work, args)
+        assert refused.returncode == 2 and "--resume" in refused.stderr
+    resumed = _command(work, [*args, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = work / f"s-{name}", work / f"k-{name}"
+    assert _same_weights(a, b)  # bit-exact on the CPU
+    masks = [load_file(folder / "masks.safetensors") for folder in (a, b)]
+    assert masks[0].keys() == masks[1].keys() and all(torch.equal(masks[0][k], masks[1][k]) for k in masks[0])
+    assert (a / "plan.json").read_text() == (b / "plan.json").read_text()
+    reports = [json.loads((folder / "report.json").read_text()) for folder in (a, b)]
+    for report in reports:
+        report.pop("timings_s"), report.pop("command", None), report["retraining"].pop("data")
+        report["retraining"].get("check", {}).pop("seconds", None)
+    assert reports[0] == reports[1]
+    assert not (b / "checkpoint").exists()
 
 
 def test_torchrun_on_two_processes_equals_one_process_with_the_same_global_batch(work):
@@ -180,3 +229,24 @@ def test_torchrun_with_cuda_and_no_gpu_is_one_line(run_cli, tmp_path, monkeypatc
     res = run_cli("shrink", "mobilenet_v2", "--num-classes", "2", "--device", "cuda", "--out", "o", "--quiet")
     assert res.code == 2 and "no usable GPU" in res.err and len(res.err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_only_at_its_default():
+    """A setting added after the checkpoint was written: the old run behaved as its default does."""
+    from mobileprune.errors import UserError
+    from mobileprune.prune.checkpoint import RunCheckpoint
+
+    old = {"config": {"target": 0.5, "train": {"lr": 3e-5}}}  # written before train.student_dropout existed
+    defaults = {"config": {"target": 1.0, "train": {"lr": 1e-3, "student_dropout": True}}}
+    same = {"config": {"target": 0.5, "train": {"lr": 3e-5, "student_dropout": True}}}
+    RunCheckpoint(saved={"settings": old}).begin(same, defaults)
+    changed = {"config": {"target": 0.5, "train": {"lr": 3e-5, "student_dropout": False}}}
+    with pytest.raises(UserError, match=r"without student-dropout \(as if True\), this run has False"):
+        RunCheckpoint(saved={"settings": old}).begin(changed, defaults)
+    with pytest.raises(UserError, match="student-dropout"):  # without defaults nothing is assumed
+        RunCheckpoint(saved={"settings": old}).begin(same)
+    dropped = {"config": {"target": 0.5, "train": {}}}  # a setting this version no longer has
+    with pytest.raises(UserError, match="lr = 3e-05, this run has None"):
+        RunCheckpoint(saved={"settings": old}).begin(dropped, defaults)
+    with pytest.raises(UserError, match="target = 0.5, this run has 0.7"):  # defaults never excuse a change
+        RunCheckpoint(saved={"settings": old}).begin({"config": {**same["config"], "target": 0.7}}, defaults)

@@ -1,11 +1,12 @@
 """Run the mobileprune CLI and SIGKILL it at a chosen point (tests/test_resume.py, benchmarks/resume_mobilenet_v2.py).
 
-    python kill_at.py POINT N shrink ARGS...
+    python kill_at.py POINT N shrink|sparsify ARGS...
 
 POINT: `sensitivity` kills right after the N-th checkpoint saved inside a sensitivity measurement;
 `layerwise` / `finetune` kill after the N-th training step of the layerwise schedule / the final
-fine-tune, wherever that falls between checkpoints. Before dying it prints `killed at step S` (the
-trainer's steps done) so the test can tell how much work the resumed run has to redo.
+fine-tune, wherever that falls between checkpoints; `gradual` / `lottery` after the N-th training step
+of those sparsify methods. Before dying it prints `killed at step S` (the trainer's steps done) so the
+test can tell how much work the resumed run has to redo.
 """
 
 import os
@@ -40,7 +41,10 @@ def stepping(self, run):
     global count
     pruned = any(key.startswith("prune/") for key in self.done)
     inside = self._partial[0] if self._partial else None  # the final fine-tune saves its starting point
-    phase = "finetune" if inside == "fine_tune" or (inside is None and pruned) else "layerwise" if inside else ""
+    if inside == "fine_tune" or (inside is None and pruned):
+        phase = "finetune"
+    else:
+        phase = "layerwise" if inside and inside.startswith("prune/") else (inside or "").split("/")[0]
     if point == phase:
         count += 1
         if count == n:

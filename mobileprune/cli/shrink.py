@@ -11,12 +11,12 @@ from rich.console import Console
 from .. import api
 from ..errors import UserError
 from ..progress import Progress
-from ..prune.checkpoint import RunCheckpoint, is_checkpoint_only
 from ..prune.config import ShrinkConfig
 from ..reporting.console import print_report
 from ..train import distributed
 from ..train.data import DataSplits
 from .app import app
+from .checkpointing import CheckpointEvery, Force, Resume, open_checkpoint, replaces
 from .convert import convert_and_report, formats
 from .options import speedup as parse_speedup
 from .options import target as parse_target
@@ -36,11 +36,9 @@ def shrink(
         str | None, typer.Option(help="Measured speed-up to reach on --runtime: --by latency --target 1/SPEEDUP.")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder [default: MODEL's name + .shrunk].")] = None,
-    force: Annotated[bool, typer.Option(help="Replace a non-empty --out (or start over from its checkpoint).")] = False,
-    resume: Annotated[bool, typer.Option(help="Go on from the checkpoint a killed run left in --out.")] = False,
-    checkpoint_every: Annotated[
-        int, typer.Option(help="Save a checkpoint every N training steps (and after every phase).")
-    ] = 100,
+    force: Force = False,
+    resume: Resume = False,
+    checkpoint_every: CheckpointEvery = 100,
     data: Annotated[Path | None, typer.Option(help="ImageFolder root (train/ and val/) for retraining.")] = None,
     eval_data: Annotated[Path | None, typer.Option(help="Labelled ImageFolder to measure accuracy on.")] = None,
     pretrained: Annotated[bool, typer.Option(help="Download the library's weights (needs internet).")] = False,
@@ -63,10 +61,7 @@ def shrink(
         config.target = parse_target(target or "0.84")
     config.validate()
     out = out or default_out(model)
-    if checkpoint_every < 1:
-        raise UserError(f"--checkpoint-every must be at least 1, not {checkpoint_every}")
-    checkpoint = RunCheckpoint.open(out, checkpoint_every, resume, force)
-    api.check_output_dir(out, force or is_checkpoint_only(out))  # a resumed run's folder holds its checkpoint
+    checkpoint = open_checkpoint(out, checkpoint_every, resume, force)
     distributed.barrier()  # every process has checked --out before rank 0 writes its first checkpoint there
     export_formats = formats(export) if export else []
     torch.manual_seed(config.seed)  # random-weight models are built here: same seed, same model, same result
@@ -90,7 +85,7 @@ def shrink(
     result.report.command = "mobileprune " + shlex.join(sys.argv[1:])
     if not distributed.is_main():  # every process has the same model; one writes it
         return
-    api.save_output(result, out, force=force or is_checkpoint_only(out))
+    api.save_output(result, out, force=replaces(out, force))
     print_report(result.report, console)
     console.print(f"wrote {out}/ (model.pt2, model.safetensors, plan.json, report.json)", highlight=False)
     if export_formats:

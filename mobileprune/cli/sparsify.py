@@ -16,6 +16,7 @@ from ..sparsify.config import SparsifyConfig, parse_sparsity
 from ..sparsify.methods import METHODS
 from ..train.loop import TrainConfig
 from .app import app
+from .checkpointing import CheckpointEvery, Force, Resume, open_checkpoint, replaces
 from .convert import convert_and_report, formats
 from .options import with_options
 from .shrink import default_out
@@ -65,7 +66,9 @@ def sparsify(
     seed: Annotated[int, typer.Option(help="Seed for data order and random choices.")] = 0,
     device: Annotated[str, typer.Option(help="Where fine-tuning runs: cpu, cuda, cuda:1.")] = "cpu",
     out: Annotated[Path | None, typer.Option(help="Output folder [default: MODEL's name + .sparse].")] = None,
-    force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+    force: Force = False,
+    resume: Resume = False,
+    checkpoint_every: CheckpointEvery = 100,
     export: Annotated[str | None, typer.Option(help="Also convert: e.g. tflite,onnx (into OUT/bundle).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars or log lines.")] = False,
 ) -> None:
@@ -91,15 +94,19 @@ def sparsify(
     if lr <= 0:
         raise UserError(f"--lr must be above 0, not {lr}")
     out = out or default_out(model, ".sparse")
-    api.check_output_dir(out, force)
+    checkpoint = open_checkpoint(out, checkpoint_every, resume, force)
     export_formats = formats(export) if export else []
     loaded = api.load_model(model, **load_args)
     if loaded.weights == "random":
         console.print(f"[yellow]{model}: random weights (sizes are real; accuracy is meaningless)[/yellow]")
     splits, evals = api.open_shrink_data(loaded.spec, data, eval_data, distill=distill, seed=seed)
-    result = api.sparsify(loaded, config, splits, evals, Progress(console, bars=not quiet))
+    try:
+        result = api.sparsify(loaded, config, splits, evals, Progress(console, bars=not quiet), checkpoint)
+    except UserError:
+        checkpoint.discard()
+        raise
     result.report.command = "mobileprune " + shlex.join(sys.argv[1:])
-    api.save_output(result, out, force=force)
+    api.save_output(result, out, force=replaces(out, force))
     print_report(result.report, console)
     console.print(
         f"wrote {out}/ (model.pt2, model.safetensors, masks.safetensors, plan.json, report.json)", highlight=False

@@ -1,4 +1,5 @@
-"""Checkpoints of a shrink run: what a killed run leaves in its output folder, and how `--resume` goes on.
+"""Checkpoints of a shrink (or sparsify) run: what a killed run leaves in its output folder, and how
+`--resume` goes on.
 
 A run is a fixed sequence of phases (pipeline.py). After each phase that costs time, and inside the long
 ones (after every group of the sensitivity measurement, every layer of the layerwise schedule, every
@@ -32,7 +33,10 @@ from .allocate import Allocation
 from .plan import ChannelPlan
 
 if TYPE_CHECKING:
+    from ..sparsify.run import SparsifyRun
     from .pipeline import ShrinkRun
+
+    Run = ShrinkRun | SparsifyRun  # what a checkpoint saves: plan, model, trainer, timings (and logs to progress)
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.pt"
@@ -89,22 +93,36 @@ class RunCheckpoint:
 
     # -- what a phase asks ----------------------------------------------------------------------------
 
-    def begin(self, settings: dict[str, Any]) -> None:
-        """Record the run's settings; a resumed run must have the checkpoint's (neutral ones aside)."""
+    def begin(self, settings: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
+        """Record the run's settings; a resumed run must have the checkpoint's (neutral ones aside).
+
+        A setting the checkpoint does not name came with a later version of mobileprune; the run that
+        wrote it behaved as that setting's default does, so `defaults` (laid out like `settings`) lets a
+        run that keeps the default go on. A setting the checkpoint names and this version lacks is refused:
+        what it did is not known here.
+        """
         self.settings = settings
         if self.saved is None:
             return
         old = _flat(self.saved["settings"])
         new = _flat(settings)
+        known = _flat(defaults or {})
         for key in sorted(set(old) | set(new)):
+            if key not in old and key in known and new.get(key) == known[key]:
+                continue
             if key.split(".")[-1] not in NEUTRAL and old.get(key) != new.get(key):
                 name = key.split(".")[-1].replace("_", "-")
+                made = (
+                    f"by a version without {name} (as if {known[key]!r})"
+                    if key not in old and key in known
+                    else f"with {name} = {old.get(key)!r}"
+                )
                 raise UserError(
-                    f"--resume: the checkpoint was made with {name} = {old.get(key)!r}, this run has "
+                    f"--resume: the checkpoint was made {made}, this run has "
                     f"{new.get(key)!r}; resume with the same settings, or --force to start over"
                 )
 
-    def restored(self, run: ShrinkRun, key: str) -> Any | None:
+    def restored(self, run: Run, key: str) -> Any | None:
         """Phase `key`'s saved result while restoring; None when it must run (arriving first if resuming)."""
         if not self.arrived:
             if key in self.saved["done"]:
@@ -119,12 +137,12 @@ class RunCheckpoint:
             return None
         return self.saved["partial"].get(key)
 
-    def complete(self, run: ShrinkRun, key: str, result: Any) -> None:
+    def complete(self, run: Run, key: str, result: Any) -> None:
         self.done[key] = result
         self._partial = None
         self.save(run)
 
-    def save_partial(self, run: ShrinkRun, key: str, value: Any) -> None:
+    def save_partial(self, run: Run, key: str, value: Any) -> None:
         self.hold_partial(key, value)
         self.save(run)
 
@@ -133,13 +151,13 @@ class RunCheckpoint:
         trainer of the same moment, so a resumed run never pairs it with other steps)."""
         self._partial = (key, value)
 
-    def step(self, run: ShrinkRun) -> None:
+    def step(self, run: Run) -> None:
         """After each training step: a save every `every` steps (with the phase's partial state)."""
         self._since_save += 1
         if self._since_save >= self.every:
             self.save(run)
 
-    def replay_steps(self, run: ShrinkRun, upto: int | None = None) -> None:
+    def replay_steps(self, run: Run, upto: int | None = None) -> None:
         """The saved plan's steps after those `run` has, up to step `upto`, pruned again through `run.graph`."""
         for step in ChannelPlan.from_json(self.saved["plan"]).steps[len(run.plan.steps) : upto]:
             run.graph.prune(step.group, list(step.removed))
@@ -155,7 +173,7 @@ class RunCheckpoint:
 
     # -- the file --------------------------------------------------------------------------------------
 
-    def save(self, run: ShrinkRun) -> None:
+    def save(self, run: Run) -> None:
         self._since_save = 0
         if self.folder is None or not distributed.is_main():
             return
@@ -176,7 +194,7 @@ class RunCheckpoint:
         torch.save(state, tmp)
         os.replace(tmp, path)
 
-    def _arrive(self, run: ShrinkRun, key: str) -> None:
+    def _arrive(self, run: Run, key: str) -> None:
         """At the first incomplete phase: the rest of the saved plan, the weights, the trainer and the RNG."""
         saved = self.saved
         self.replay_steps(run)  # pruned inside the interrupted phase (layerwise)

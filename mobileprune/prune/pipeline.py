@@ -173,7 +173,8 @@ def start(
             "source_sha256": loaded.sha256,
             "data": str(data.root) if data is not None else None,
             "eval_images": len(eval_data) if eval_data is not None else None,
-        }
+        },
+        defaults={"config": ShrinkConfig(target=config.target).to_json()},
     )
     run.eval_set, run.accuracy.note = evaluation_set(loaded.spec.num_classes, data, eval_data)
     if run.accuracy.note:

@@ -77,5 +77,5 @@ def _retraining(run: SparsifyRun) -> dict:
         "data": str(run.data.root),
         "mode": mode,
         "steps": run.trainer.steps_done,
-        **({"check": run.verdict.to_json()} if run.verdict is not None else {}),
+        **({"check": run.check} if run.check is not None else {}),
     }

@@ -4,6 +4,10 @@ start (checks, masks the input already had, trainer and evaluation images) → a
 (magnitude, gradual, lottery, obs, hybrid: methods/) → accuracy after → report. The result is a
 `ShrinkResult` whose model carries its masks, so the shrink output folder, `info`, `convert`, `bench` and
 `sweep` read a sparse model like a shrunk one; a hybrid's structured step is in its plan.
+
+Each step is a phase of shrink's `RunCheckpoint` (prune/checkpoint.py): with a checkpoint folder a killed
+run goes on with `--resume`. A phase's masks travel in its result, or, while a method trains, in its
+partial state beside the weights and trainer of the same step.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from ..artifacts.shrink_folder import EXPORTED_ONLY
 from ..errors import UserError
 from ..models import build_model
 from ..progress import SILENT, Progress
+from ..prune.checkpoint import RunCheckpoint, accuracy_from, accuracy_state
 from ..prune.cost import Cost, count_cost
 from ..prune.plan import ChannelPlan
 from ..prune.report import AccuracyReport
 from ..train.data import DataSplits, ImageSet, calibration_batches, evaluation_set, make_loader, train_transform
-from ..train.held_out import BestEpoch, HeldOutCheck, Verdict
+from ..train.held_out import BestEpoch, HeldOutCheck
 from ..train.loop import Accuracy, Trainer, evaluate, train_with_bar
 from .config import SparsifyConfig
 from .finish import finish_sparsify
@@ -55,7 +60,9 @@ class SparsifyRun:
     accuracy: AccuracyReport = field(default_factory=AccuracyReport)
     budget: int = 0  # fine-tune steps (--epochs over --data)
     held_out: HeldOutCheck | None = None  # validation images that judge a one-shot method's fine-tune
-    verdict: Verdict | None = None  # theirs on the fine-tune (None: not judged)
+    check: dict | None = None  # their verdict on the fine-tune, as the report has it (None: not judged)
+    check_kept: bool = True  # the verdict kept the fine-tuned weights
+    checkpoint: RunCheckpoint = field(default_factory=RunCheckpoint)  # a folder-less one saves nothing
     timings: dict[str, float] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)  # the method's own report entries
     started: float = field(default_factory=time.time)
@@ -78,10 +85,29 @@ class SparsifyRun:
         self.progress.log(f"{label}: top-1 {acc.top1:.4f}, top-5 {acc.top5:.4f} ({acc.images} images)")
         return acc
 
+    def phase(self, key: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Phase `key`'s result: saved, when resuming past it; else `work()`'s, then checkpointed."""
+        saved = self.checkpoint.restored(self, key)
+        if saved is not None:
+            return saved
+        result = work()
+        self.checkpoint.complete(self, key, result)
+        return result
+
+    def masking(self, key: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A phase that sets `masks` (its result's "masks") and zeroes what they mask."""
+        result = self.phase(key, lambda: {**work(), "masks": self.masks.masks})
+        self.masks = WeightMasks(result["masks"])
+        return result
+
     def after_pruning(self) -> None:
         """The one-shot accuracy, for methods that zero everything before training."""
-        self.timings["prune_s"] = time.time() - self.started
-        self.accuracy.after_pruning = self.evaluate("accuracy after sparsifying")
+
+        def measure() -> dict[str, Any]:
+            self.timings["prune_s"] = time.time() - self.started
+            return {"accuracy": accuracy_state(self.evaluate("accuracy after sparsifying"))}
+
+        self.accuracy.after_pruning = accuracy_from(self.phase("after_pruning", measure)["accuracy"])
 
     def calibration(self) -> list[torch.Tensor]:
         if self.data is None:
@@ -94,13 +120,29 @@ class SparsifyRun:
         )
 
     def train(
-        self, steps: int, hold: MaskHold, label: str, after_step: Callable[[int], bool | None] | None = None
+        self,
+        steps: int,
+        hold: MaskHold,
+        label: str,
+        after_step: Callable[[int], bool | None] | None = None,
+        partial: tuple[str, Callable[[], dict[str, Any]]] | None = None,
     ) -> None:
-        """`steps` fine-tune steps (cosine learning rate) with `hold` keeping the masks."""
+        """`steps` fine-tune steps (cosine learning rate) with `hold` keeping the masks.
+
+        `partial` (phase key, state): what the method must have back to go on after a kill inside this
+        training, held after every step so the checkpoint writes it with that step's weights.
+        """
         if self.trainer is None or steps <= 0:
             return
         t = time.time()
-        options = {"cosine": True, "regulariser": hold, "after_step": after_step}
+
+        def each_step(done: int) -> bool | None:
+            stop = after_step(done) if after_step is not None else None
+            if partial is not None:
+                self.checkpoint.hold_partial(partial[0], partial[1]())
+            return stop
+
+        options = {"cosine": True, "regulariser": hold, "after_step": each_step}
         train_with_bar(self.trainer, self.model, steps, self.progress, label, **options)
         self.timings["retrain_s"] = self.timings.get("retrain_s", 0.0) + time.time() - t
 
@@ -110,20 +152,38 @@ class SparsifyRun:
         Methods that sparsify while training (gradual, lottery) have no finished model before their
         training to fall back on, so only this fine-tune is judged (see train/held_out.py).
         """
+        saved = self.checkpoint.restored(self, "fine_tune")
+        if saved is None:
+            saved = self._fine_tune(steps)
+            self.checkpoint.complete(self, "fine_tune", saved)
+        self.check, self.check_kept = saved["check"], saved["kept"]
+
+    def _fine_tune(self, steps: int) -> dict[str, Any]:
         check = self.held_out if self.trainer is not None and steps > 0 else None
-        best = BestEpoch.start(check, self.model, self.config.patience) if check is not None else None
+        best = None
+        if check is not None:
+            started = self.checkpoint.partial("fine_tune")
+            if started is not None:
+                best = BestEpoch.from_state(check, started, self.config.patience)
+            else:
+                best = BestEpoch.start(check, self.model, self.config.patience)
+                self.checkpoint.save_partial(self, "fine_tune", best.state())
         with held(self.model, self.masks) as hold:
             after_step = best.each_epoch(self.model, steps, len(self.trainer.loader)) if best is not None else None
-            self.train(steps, hold, f"masked fine-tune, {steps} steps", after_step)
-        if best is not None:
-            self.verdict = best.finish(self.model, steps / len(self.trainer.loader))
-            self.progress.log(self.verdict.message())
+            state = (lambda: best.state()) if best is not None else dict
+            if best is None or best.stopped_at is None:  # (a run resumed after an early stop trains no more)
+                self.train(steps, hold, f"masked fine-tune, {steps} steps", after_step, ("fine_tune", state))
+        if best is None:
+            return {"check": None, "kept": True}
+        verdict = best.finish(self.model, steps / len(self.trainer.loader))
+        self.progress.log(verdict.message())
+        return {"check": verdict.to_json(), "kept": verdict.kept}
 
     @property
     def retraining_kept(self) -> bool:
         """Whether the weights are the fine-tuned ones (there was a fine-tune and the check did not undo it)."""
         done = self.trainer is not None and self.trainer.steps_done > 0
-        return done and (self.verdict is None or self.verdict.kept)
+        return done and self.check_kept
 
 
 def sparsify(
@@ -132,25 +192,37 @@ def sparsify(
     data: DataSplits | None = None,
     eval_data: ImageSet | None = None,
     progress: Progress = SILENT,
+    checkpoint: RunCheckpoint | None = None,
 ) -> ShrinkResult:
-    """Zero `config.sparsity` of the weights of `loaded.model`'s sparsifiable layers, in place."""
+    """Zero `config.sparsity` of the weights of `loaded.model`'s sparsifiable layers, in place.
+
+    With a `checkpoint` that has a folder (`RunCheckpoint.open`), the run saves as it goes and a killed
+    one goes on from it.
+    """
     config.validate()
     method = config.make_method()
-    run = start(loaded, config, data, eval_data, progress)
+    run = start(loaded, config, data, eval_data, progress, checkpoint or RunCheckpoint())
     if method.needs_training and run.budget == 0:
         raise UserError(f"--method {method.name} prunes while fine-tuning: pass --data DIR and --epochs N")
     if method.needs_images and data is None:
         raise UserError(f"--method {method.name} needs calibration images: pass --data DIR (unlabeled is fine)")
-    run.accuracy.before = run.evaluate("accuracy before")
+    before = run.phase("before", lambda: {"accuracy": accuracy_state(run.evaluate("accuracy before"))})
+    run.accuracy.before = accuracy_from(before["accuracy"])
     method.run(run)
     run.masks.apply(run.model)
     if run.retraining_kept:
-        run.accuracy.after_retraining = run.evaluate("accuracy after fine-tuning")
+        after = run.phase("after", lambda: {"accuracy": accuracy_state(run.evaluate("accuracy after fine-tuning"))})
+        run.accuracy.after_retraining = accuracy_from(after["accuracy"])
     return finish_sparsify(run, method)
 
 
 def start(
-    loaded: LoadedModel, config: SparsifyConfig, data: DataSplits | None, eval_data: ImageSet | None, progress: Progress
+    loaded: LoadedModel,
+    config: SparsifyConfig,
+    data: DataSplits | None,
+    eval_data: ImageSet | None,
+    progress: Progress,
+    checkpoint: RunCheckpoint,
 ) -> SparsifyRun:
     if loaded.weights == EXPORTED_ONLY:
         raise UserError(
@@ -167,6 +239,16 @@ def start(
     if problem:
         raise UserError(f"'{loaded.source}': {problem}")
     run = SparsifyRun(loaded, config, data, progress, torch.randn(1, 3, size, size), config.sparsity, masks)
+    run.checkpoint = checkpoint
+    checkpoint.begin(
+        {
+            "config": config.to_json(),
+            "source_sha256": loaded.sha256,
+            "data": str(data.root) if data is not None else None,
+            "eval_images": len(eval_data) if eval_data is not None else None,
+        },
+        defaults={"config": SparsifyConfig(sparsity=config.sparsity).to_json()},
+    )
     run.plan = ChannelPlan(list(loaded.plan.steps))
     unpruned = build_model(loaded.spec) if loaded.plan.steps else loaded.model  # a shrink output's original
     run.before, run.original_weights = count_cost(unpruned, run.example), prunable_weights(unpruned)
@@ -181,6 +263,7 @@ def start(
         loader = make_loader(augmented, config.batch_size, True, config.seed, config.workers)
         teacher = copy.deepcopy(loaded.model).eval() if config.distill else None
         run.trainer = Trainer(loader, config.train, teacher, config.device)
+        run.trainer.on_step = lambda: run.checkpoint.step(run)
         run.budget = round(config.epochs * len(loader))
         if config.retrain_check and run.budget > 0 and data.val is not None and len(data.val):
             reference = teacher if teacher is not None else loaded.model

@@ -75,11 +75,24 @@ class Gradual(SparsifyMethod):
             t: cubic_sparsity(t, ramp_steps, run.sparsity, initial) for t in prune_steps(ramp_steps, self.prunes)
         }
         run.notes["schedule"] = {str(t): round(s, 4) for t, s in schedule.items()}
+        run.masking("gradual", lambda: self._train(run, steps, schedule))
+
+    def _train(self, run: SparsifyRun, steps: int, schedule: dict[int, float]) -> dict:
         layers = run.layers
         masks = WeightMasks({name: run.masks.keep(name, m) for name, m in layers.items()})
+        saved = run.checkpoint.partial("gradual")  # killed while training: the masks and step it had reached
+        if saved is not None:
+            masks = WeightMasks(saved["masks"])
         run.masks = masks
         hold = GradualPruning(run.model, layers, masks, schedule, run.config.scope)
+        hold.done = saved["done"] if saved is not None else 0
+
+        def state() -> dict:
+            return {"masks": dict(hold.masks.masks), "done": hold.done}
+
         try:
-            run.train(steps, hold, f"gradual to {run.sparsity:.0%} ({len(schedule)} prunes)")
+            label = f"gradual to {run.sparsity:.0%} ({len(schedule)} prunes)"
+            run.train(steps, hold, label, partial=("gradual", state))
         finally:
             hold.remove()
+        return {}

@@ -36,6 +36,29 @@ class Hybrid(SparsifyMethod):
             raise UserError(f"hybrid: then must be one of {', '.join(n for n in METHODS.names() if n != 'hybrid')}")
 
     def run(self, run: SparsifyRun) -> None:
+        from ...models import classifier_module
+        from ...prune.plan import ChannelPlan
+
+        before = len(run.plan.steps)
+        saved = run.checkpoint.restored(run, "structured")
+        if saved is None:
+            saved = self._shrink(run)
+            run.checkpoint.complete(run, "structured", saved)
+        else:  # resumed past it: the same filters go again (the checkpoint's weights fit the smaller model)
+            steps = ChannelPlan.from_json(saved["plan"]).steps
+            ChannelPlan(steps[before:]).replay(run.model, run.example, [classifier_module(run.model, run.loaded.spec)])
+            run.plan = ChannelPlan(steps)
+        run.notes["structured"] = saved["notes"]
+        needed = saved["sparsity"]
+        run.progress.log(
+            f"hybrid: shrink kept {1 - saved['notes']['removed_share']:.1%} of the sparsifiable weights; "
+            f"{self.then} zeroes {needed:.1%} of those"
+        )
+        run.sparsity = needed
+        METHODS.create(self.then, offered={"seed": run.config.seed}).run(run)
+
+    def _shrink(self, run: SparsifyRun) -> dict:
+        """Whole filters first (shrink, in memory; not resumable inside itself); the plan and the report's notes."""
         from ...prune.config import ShrinkConfig
         from ...prune.pipeline import shrink
 
@@ -53,7 +76,7 @@ class Hybrid(SparsifyMethod):
         after = prunable_weights(run.model)
         # zeros still needed, as a share of the weights that are left
         needed = max(0.0, run.sparsity * before - (before - after)) / after
-        run.notes["structured"] = {
+        notes = {
             "target": self.structured,
             "params_ratio": result.report.ratios["params"],
             "macs_ratio": result.report.ratios["macs"],
@@ -62,9 +85,4 @@ class Hybrid(SparsifyMethod):
             "then": self.then,
             "sparsity_after_it": round(needed, 4),
         }
-        run.progress.log(
-            f"hybrid: shrink kept {after / before:.1%} of the sparsifiable weights; "
-            f"{self.then} zeroes {needed:.1%} of those"
-        )
-        run.sparsity = needed
-        METHODS.create(self.then, offered={"seed": run.config.seed}).run(run)
+        return {"plan": run.plan.to_json(), "notes": notes, "sparsity": needed}

@@ -11,12 +11,13 @@ split evenly over the rounds, so the method costs the same steps as the others.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...errors import UserError
 from ...registry import option
-from ..masks import MaskHold, held, sparsity_of
+from ..masks import MaskHold, WeightMasks, sparsity_of
 from ..selection import magnitude_scores, masks_at
 from .base import METHODS, SparsifyMethod
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 
 class _Rewind(MaskHold):
-    """A `MaskHold` that keeps a copy of the weights after `at` steps (late rewinding's target)."""
+    """A `MaskHold` that keeps a copy of the weights after `at` steps (late rewinding's target; 0: none)."""
 
     def __init__(self, model, masks, at: int):
         super().__init__(model, masks)
@@ -56,27 +57,40 @@ class Lottery(SparsifyMethod):
         if self.rewind_step >= per_round:
             raise UserError(f"lottery: rewind_step {self.rewind_step} is not inside round 1 ({per_round} steps)")
         initial = sparsity_of(run.model)
-        rewind = copy.deepcopy(run.model.state_dict())
+        rewind = copy.deepcopy(run.model.state_dict())  # (a resumed run has not loaded its saved weights yet)
         log = []
         for r in range(1, self.rounds + 1):
             kept = (1 - initial) * ((1 - run.sparsity) / (1 - initial)) ** (r / self.rounds)
-            run.masks = masks_at(magnitude_scores(run.layers), 1 - kept, run.config.scope, run.masks)
-            if r > 1:
-                run.model.load_state_dict(rewind)
-            label = f"lottery round {r}/{self.rounds} at {1 - kept:.0%}"
+            work = functools.partial(self._round, run, r, 1 - kept, per_round, rewind)
+            result = run.masking(f"lottery/{r}", work)
             if r == 1 and self.rewind_step:
-                hold = _Rewind(run.model, run.masks, self.rewind_step)
-                run.masks.apply(run.model)
-                try:
-                    run.train(per_round, hold, label)
-                finally:
-                    hold.remove()
-                rewind = hold.saved
-            else:
-                with held(run.model, run.masks) as hold:
-                    run.train(per_round, hold, label)
+                rewind = result["rewind"]
             log.append({"round": r, "sparsity": round(1 - kept, 4), "steps": per_round})
         run.notes["rounds"] = log
         run.notes["rewound_to"] = (
             f"step {self.rewind_step} of round 1" if self.rewind_step else "the pretrained weights"
         )
+
+    def _round(self, run: SparsifyRun, r: int, sparsity: float, steps: int, rewind: dict) -> dict:
+        """Prune to `sparsity` by magnitude, rewind (after round 1), train; round 1 hands on a late rewind."""
+        key = f"lottery/{r}"
+        saved = run.checkpoint.partial(key)  # killed inside this round: its masks, step and late-rewind copy
+        if saved is None:
+            run.masks = masks_at(magnitude_scores(run.layers), sparsity, run.config.scope, run.masks)
+            if r > 1:
+                run.model.load_state_dict(rewind)
+        else:
+            run.masks = WeightMasks(saved["masks"])
+        run.masks.apply(run.model)
+        hold = _Rewind(run.model, run.masks, self.rewind_step if r == 1 else 0)
+        if saved is not None:
+            hold.done, hold.saved = saved["done"], saved["rewind"]
+
+        def state() -> dict:
+            return {"masks": dict(run.masks.masks), "done": hold.done, "rewind": hold.saved}
+
+        try:
+            run.train(steps, hold, f"lottery round {r}/{self.rounds} at {sparsity:.0%}", partial=(key, state))
+        finally:
+            hold.remove()
+        return {"rewind": hold.saved}

@@ -19,7 +19,11 @@ class Magnitude(SparsifyMethod):
     description = "one-shot |w| pruning (Han et al. 2015), then masked fine-tuning"
 
     def run(self, run: SparsifyRun) -> None:
-        run.masks = masks_at(magnitude_scores(run.layers), run.sparsity, run.config.scope, run.masks)
-        run.masks.apply(run.model)
+        def zero() -> dict:
+            run.masks = masks_at(magnitude_scores(run.layers), run.sparsity, run.config.scope, run.masks)
+            run.masks.apply(run.model)
+            return {}
+
+        run.masking("magnitude", zero)
         run.after_pruning()
         run.fine_tune(run.budget)

@@ -26,6 +26,15 @@ class Obs(SparsifyMethod):
     def run(self, run: SparsifyRun) -> None:
         if run.config.scope == "global":
             raise UserError("--method obs sparsifies layer by layer: use --scope layer or erk")
+        notes = run.masking("obs", lambda: self._solve(run))["notes"]
+        run.notes.update(notes)
+        zeroed, kept = notes["obs_mean_error"]["zeroed"], notes["obs_mean_error"]["compensated"]
+        run.progress.log(f"OBS: mean relative layer output error {zeroed:.4f} zeroed → {kept:.4f} compensated")
+        run.after_pruning()
+        run.fine_tune(run.budget)
+
+    def _solve(self, run: SparsifyRun) -> dict:
+        """Masks and compensated weights for every layer, and the report's per-layer errors."""
         batches = run.calibration()
         layers = run.layers
         reference = copy.deepcopy(run.model).eval() if self.correct else None
@@ -42,10 +51,11 @@ class Obs(SparsifyMethod):
                 reference=reference,
                 scope=run.config.scope,
             )
-        run.notes["obs_layers"] = [r.to_json() for r in rows]
         zeroed = sum(r.error_zeroed for r in rows) / max(len(rows), 1)
         kept = sum(r.error_compensated for r in rows) / max(len(rows), 1)
-        run.notes["obs_mean_error"] = {"zeroed": round(zeroed, 5), "compensated": round(kept, 5)}
-        run.progress.log(f"OBS: mean relative layer output error {zeroed:.4f} zeroed → {kept:.4f} compensated")
-        run.after_pruning()
-        run.fine_tune(run.budget)
+        return {
+            "notes": {
+                "obs_layers": [r.to_json() for r in rows],
+                "obs_mean_error": {"zeroed": round(zeroed, 5), "compensated": round(kept, 5)},
+            }
+        }
