@@ -143,6 +143,8 @@ def test_sparsify_killed_in_training_then_resumed_equals_the_uninterrupted_run(w
     if name == "gradual":  # the same command without --resume refuses (once: each run costs seconds)
         refused = _command(work, args)
         assert refused.returncode == 2 and "--resume" in refused.stderr
+        unfinished = _command(work, ["info", f"k-{name}"])  # and reading the folder says how to finish it
+        assert unfinished.returncode == 2 and "interrupted run" in unfinished.stderr and "--resume" in unfinished.stderr
     resumed = _command(work, [*args, "--resume"])
     assert resumed.returncode == 0, resumed.stderr
     a, b = work / f"s-{name}", work / f"k-{name}"

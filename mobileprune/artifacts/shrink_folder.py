@@ -144,10 +144,22 @@ def read_masks(path: Path, state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return masks
 
 
+def refuse_unfinished(folder: Path) -> None:
+    """A folder that holds only a killed run's checkpoint is refused with how to finish it."""
+    from ..prune.checkpoint import is_checkpoint_only  # (prune/ imports the training loop: only when needed)
+
+    if is_checkpoint_only(folder):
+        raise UserError(
+            f"'{folder}' holds only the checkpoint of an interrupted run: finish it by running the same command "
+            "again with --resume"
+        )
+
+
 def read_plan(folder: Path) -> tuple[ModelSpec, ChannelPlan]:
     """plan.json's spec and steps, checked for form and version (not yet against the architecture)."""
     plan_file = folder / "plan.json"
     if not plan_file.exists():
+        refuse_unfinished(folder)
         raise UserError(f"'{folder}' is a folder but not a mobileprune output (no plan.json)")
     try:
         data = json.loads(plan_file.read_text())
@@ -195,6 +207,7 @@ def load(folder: str | Path) -> torch.nn.Module:
 def read_report(folder: str | Path) -> ShrinkReport:
     path = Path(folder) / "report.json"
     if not path.exists():
+        refuse_unfinished(Path(folder))
         raise UserError(f"'{folder}' has no report.json: not a mobileprune shrink output")
     try:
         data = json.loads(path.read_text())
