@@ -27,6 +27,15 @@ def test_load_rebuilds_the_same_model_without_pickles(shrunk):
     assert {p.name for p in out.iterdir()} == {"model.pt2", "model.safetensors", "plan.json", "report.json"}
 
 
+def test_load_works_inside_torch_no_grad(shrunk):
+    """Evaluation code loads models under no_grad; replaying the plan traces the graph, which needs autograd."""
+    result, out = shrunk
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        again = mobileprune.load(out)
+        torch.testing.assert_close(again(x), result.model(x))
+
+
 def test_model_pt2_loads_with_plain_pytorch(shrunk):
     result, out = shrunk
     x = torch.randn(1, 3, 64, 64)

@@ -84,9 +84,10 @@ class PruningGraph:
         self._names = {m: n for n, m in model.named_modules()}
         self._protected = list(protected)
         try:
-            self.dg = tp.DependencyGraph().build_dependency(
-                model, example_inputs=example_input, customized_pruners=customized_pruners()
-            )
+            with torch.enable_grad():  # the tracer follows autograd; a caller's torch.no_grad() would stop it
+                self.dg = tp.DependencyGraph().build_dependency(
+                    model, example_inputs=example_input, customized_pruners=customized_pruners()
+                )
         except Exception as exc:  # torch-pruning raises bare errors from deep inside its tracer
             raise UserError(_untraceable_message(exc)) from exc
         self.groups: list[ChannelGroup] = self._collect_groups()
