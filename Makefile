@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench-shrink bench-convert bench-speed bench-sweep bench-data-free bench-accuracy bench-latency bench-mediapipe bench-damage bench-app-input bench-resume bench-sparsify clean
+.PHONY: demo test test-all lint bench-shrink bench-convert bench-speed bench-sweep bench-data-free bench-accuracy bench-latency bench-mediapipe bench-damage bench-app-input bench-resume bench-sparsify bench-resolution clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,9 @@ bench-sparsify: $(STAMP)  # one-shot OBS vs magnitude (ImageNet), the CIFAR app 
 
 bench-resume: $(STAMP)  # kill -9 three times + --resume on MobileNetV2, against an unkilled run
 	$(BIN)/python benchmarks/resume_mobilenet_v2.py
+
+bench-resolution: $(STAMP)  # fewer pixels vs fewer filters at 0.5 / 0.7 of the MACs; run on an idle machine
+	$(BIN)/python benchmarks/resolution_vs_filters.py
 
 bench-latency: $(STAMP)  # run on an otherwise idle machine
 	$(BIN)/python benchmarks/latency_target.py

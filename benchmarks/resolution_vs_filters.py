@@ -19,7 +19,8 @@ on LiteRT, one thread (`mobileprune bench`; the unpruned 224-px model is the bas
 itself).
 
 Writes benchmarks/results/resolution_vs_filters.{json,png}. Run:
-`python benchmarks/resolution_vs_filters.py --split S [--reuse]` (S from ../shared/protocols/imagenet_split.py).
+`python benchmarks/resolution_vs_filters.py [--split S] [--reuse]` (S from ../shared/protocols/imagenet_split.py;
+made afresh without it), or `make bench-resolution`. Run on an otherwise idle machine (it times).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 
 import torch
-from protocol import WEIGHTS, paired
+from protocol import WEIGHTS, build_split, paired
 
 from mobileprune import load_model
 from mobileprune.api import open_image_folder
@@ -53,10 +54,11 @@ ONE_SHOT = ["--by", "macs", "--schedule", "oneshot", "--epochs", "0"]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--split", type=Path, required=True, help="imagenet_split.py output (unlabeled/, heldout/)")
+    ap.add_argument("--split", type=Path, help="imagenet_split.py output (default: made afresh)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mobileprune-resolution"))
     ap.add_argument("--reuse", action="store_true", help="keep folders made with the same command")
     args = ap.parse_args()
+    args.split = build_split(args.split)
     macs = {size: _macs(size) for size in SIZES}
     runs: dict[str, dict] = {}
     for size in SIZES:
