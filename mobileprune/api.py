@@ -26,6 +26,7 @@ from .progress import SILENT, Progress
 from .prune.config import ShrinkConfig
 from .prune.pipeline import ShrinkResult, shrink
 from .prune.report import ShrinkReport
+from .prune.resolution import ResolutionCut, cut_resolution
 from .sparsify.config import SparsifyConfig
 from .sparsify.run import sparsify
 from .sweep import run_sweep as sweep
@@ -111,6 +112,8 @@ __all__ = [
     "open_data",
     "open_image_folder",
     "open_shrink_data",
+    "cut_resolution",
+    "ResolutionCut",
     "read_report",
     "save_output",
     "shrink",

@@ -46,16 +46,20 @@ def load_model(
     classes = {"num_classes": num_classes} if num_classes is not None else {}
     loaded = _load(source, arch, pretrained, trust_pickle, {**(arch_kwargs or {}), **classes})
     if input_size is not None and input_size != loaded.spec.input_size:
-        _check_runs_at(loaded, input_size)
-        loaded.spec = replace(loaded.spec, input_size=input_size)
+        run_at(loaded, input_size)
     return loaded
 
 
 MIN_INPUT, MAX_INPUT = 8, 2048  # pixels; a network's own minimum is checked by running it
 
 
-def _check_runs_at(loaded: LoadedModel, size: int) -> None:
-    """One forward pass at `size`: too small an input fails inside the network, say so in one line."""
+def run_at(loaded: LoadedModel, size: int, option: str = "--input-size") -> None:
+    """From now on `loaded` is traced, measured, trained and exported at `size` px (its spec says so).
+
+    One forward pass at `size` first: too small an input fails inside the network, say so in one line.
+    """
+    if not MIN_INPUT <= size <= MAX_INPUT:
+        raise UserError(f"{option} must be between {MIN_INPUT} and {MAX_INPUT} pixels, not {size}")
     try:
         with torch.no_grad():
             loaded.model.eval()(torch.zeros(1, 3, size, size))
@@ -63,7 +67,8 @@ def _check_runs_at(loaded: LoadedModel, size: int) -> None:
         works = next((s for s in (16, 32, 64, 96, 128, 160, 224) if s > size and _runs(loaded.model, s)), None)
         hint = f"; it runs at {works}" if works else ""
         reason = str(exc).strip().splitlines()[0][:120]
-        raise UserError(f"{loaded.spec.arch} cannot run at --input-size {size} ({reason}){hint}") from None
+        raise UserError(f"{loaded.spec.arch} cannot run at {option} {size} ({reason}){hint}") from None
+    loaded.spec = replace(loaded.spec, input_size=size)
 
 
 def _runs(model: nn.Module, size: int) -> bool:

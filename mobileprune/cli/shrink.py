@@ -35,6 +35,13 @@ def shrink(
     speedup: Annotated[
         str | None, typer.Option(help="Measured speed-up to reach on --runtime: --by latency --target 1/SPEEDUP.")
     ] = None,
+    resolution: Annotated[
+        int | None,
+        typer.Option(
+            help="Run the result at N px (the app feeds it N-px images): fewer pixels cut MACs with every weight "
+            "kept; --target counts against the model at its own input size and filters take the rest."
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder [default: MODEL's name + .shrunk].")] = None,
     force: Force = False,
     resume: Resume = False,
@@ -66,7 +73,6 @@ def shrink(
     export_formats = formats(export) if export else []
     torch.manual_seed(config.seed)  # random-weight models are built here: same seed, same model, same result
     loaded = api.load_model(model, pretrained=pretrained, **load_args)
-    spec = loaded.spec
     progress = Progress(console, bars=not quiet and distributed.is_main())
     for note in loaded.notes:
         progress.log(note)
@@ -75,13 +81,19 @@ def shrink(
             f"[yellow]{model}: no checkpoint given, using random weights "
             "(sizes and speed are real; accuracy is meaningless)[/yellow]"
         )
-    splits, evals = api.open_shrink_data(spec, data, eval_data, distill=config.distill, seed=config.seed)
-    note_few_photos(splits, progress)
+    cut = None
     try:
+        if resolution is not None:  # before the images are opened: they are resized for the new size
+            config, cut = api.cut_resolution(loaded, config, resolution)
+            progress.log(cut.describe())
+        splits, evals = api.open_shrink_data(loaded.spec, data, eval_data, distill=config.distill, seed=config.seed)
+        note_few_photos(splits, progress)
         result = api.shrink(loaded, config, splits, evals, progress, checkpoint)
     except UserError:
         checkpoint.discard()
         raise
+    if cut is not None:
+        cut.annotate(result.report)
     result.report.command = "mobileprune " + shlex.join(sys.argv[1:])
     if not distributed.is_main():  # every process has the same model; one writes it
         return

@@ -75,6 +75,7 @@ class ShrinkReport:
     files: dict[str, Any] = field(default_factory=dict)  # filled by save_output
     command: str = ""  # the command line that made it, when it came from the CLI
     sparsity: dict[str, Any] = field(default_factory=dict)  # sparsify: method, zeros per layer, XNNPACK verdict
+    resolution: dict[str, Any] = field(default_factory=dict)  # --resolution: sizes, and the filters' own target
 
     def __getitem__(self, key: str) -> Any:
         """report.json's keys, read as before the report was typed: `result.report["achieved"]`."""
@@ -118,6 +119,8 @@ class ShrinkReport:
             out["command"] = self.command
         if self.sparsity:
             out["sparsity"] = self.sparsity
+        if self.resolution:
+            out["resolution"] = self.resolution
         return out
 
     @classmethod
@@ -147,6 +150,7 @@ class ShrinkReport:
                 files=dict(data.get("files", {})),
                 command=str(data.get("command", "")),
                 sparsity=dict(data.get("sparsity", {})),
+                resolution=dict(data.get("resolution", {})),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             what = f"missing {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"

@@ -50,6 +50,15 @@ def print_report(report: ShrinkReport, console: Console) -> None:
             f"time taken {report.timings_s.get('total_s', 0.0):.1f} s",
             highlight=False,
         )
+    if report.resolution:
+        res = report.resolution
+        console.print(
+            f"resolution {res['from_px']} → {res['to_px']} px (the app feeds it {res['to_px']}-px images) keeps "
+            f"{res['macs_kept_by_resolution']:.4f} of the MACs; filters kept {res['filters']['achieved']:.4f} "
+            f"of those (target {res['filters']['target']:.4f}); 'before' is the unpruned model at "
+            f"{res['from_px']} px, its top-1 at {res['to_px']} px",
+            highlight=False,
+        )
     latency = report.latency
     if latency:
         ms = latency["measured_ms"]
