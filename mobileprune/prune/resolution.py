@@ -37,6 +37,7 @@ class ResolutionCut:
     full: Cost  # the unpruned model at `original`
     kept: float  # MACs at `size` / MACs at `original`
     target: float  # --target, of the model at `original`
+    filters: float  # the filters' target, of the model at `size`
 
     def annotate(self, report: ShrinkReport) -> None:
         """Make `report` count against the model at its own size, keeping the filters' part beside it."""
@@ -55,7 +56,7 @@ class ResolutionCut:
     def describe(self) -> str:
         return (
             f"resolution {self.original} → {self.size} px keeps {self.kept:.3f} of the MACs; "
-            f"the filters keep {min(self.target / self.kept, 1.0):.4f} of those"
+            f"the filters' target is {self.filters:.4f} of the {self.size}-px model"
         )
 
 
@@ -80,4 +81,5 @@ def cut_resolution(loaded: LoadedModel, config: ShrinkConfig, size: int) -> tupl
             f"--resolution {size} alone keeps {kept:.3f} of the MACs at {original} px, less than --target "
             f"{config.target:g}: use --target {kept:.3f} or lower, or a larger --resolution"
         )
-    return replace(config, target=min(filters, 1.0)), ResolutionCut(original, size, full, kept, config.target)
+    filters = min(filters, 1.0)
+    return replace(config, target=filters), ResolutionCut(original, size, full, kept, config.target, filters)

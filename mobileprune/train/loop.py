@@ -155,9 +155,9 @@ class Trainer:
             self.teacher.to(self.device)
         if cuda:
             model.to(memory_format=torch.channels_last)
-        _freeze_batchnorm(model)
+        _freeze(model, nn.modules.batchnorm._BatchNorm)
         if self.teacher is not None and not cfg.student_dropout:
-            _freeze_dropout(model)
+            _freeze(model, nn.modules.dropout._DropoutNd)
         opt = make_optimizer(model, cfg)
         first = 0
         if self._resume_call is not None:
@@ -297,15 +297,10 @@ def evaluate(
     return Accuracy(int(counts.top1.sum()) / max(n, 1), int(counts.top5.sum()) / max(n, 1), n, counts)
 
 
-def _freeze_batchnorm(model: nn.Module) -> None:
+def _freeze(model: nn.Module, kind: type[nn.Module]) -> None:
+    """Every `kind` module of `model` in eval mode while the rest trains."""
     for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
-def _freeze_dropout(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.modules.dropout._DropoutNd):
+        if isinstance(m, kind):
             m.eval()
 
 
