@@ -17,6 +17,8 @@ folder on the 500 held-out even-class photos:
   one-shot and `--epochs 3` with each loss;
 - `--no-student-dropout` (the pruned model's dropout off while it is distilled) at 0.5 MACs with
   `--epochs 20`;
+- `--resolution 160` with the one-shot 0.5-MACs command (the result runs at 160 px; the target counts
+  against the 224-px model);
 - the one-shot 0.5-MACs command given only the first 63, 125 or 250 of the odd photos (a seeded order):
   how many unlabeled photos does a user need?
 - `sparsify --sparsity 0.5 --method magnitude --distill --epochs 2`, with and without `--retrain-check`,
@@ -96,6 +98,8 @@ RUNS |= {
     "macs0.7_oneshot": ["--by", "macs", "--target", "0.7", "--schedule", "oneshot", "--epochs", "0"],
     "macs0.7_epochs3": ["--by", "macs", "--target", "0.7", "--epochs", "3"],
     "macs0.7_epochs3_kl": ["--by", "macs", "--target", "0.7", "--epochs", "3", "--distill-loss", "kl"],
+    # fewer pixels first (resolution_vs_filters.py): 160 px, the filters take the rest of the 0.5 cut
+    "macs0.5_oneshot_resolution160": [*RUNS["macs0.5_oneshot"], "--resolution", "160"],
 }
 # sparsify's masked fine-tune after one-shot magnitude pruning, judged by --retrain-check, and without it
 SPARSIFY_RUNS = {
