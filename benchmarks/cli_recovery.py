@@ -100,6 +100,12 @@ RUNS |= {
     "macs0.7_epochs3_kl": ["--by", "macs", "--target", "0.7", "--epochs", "3", "--distill-loss", "kl"],
     # fewer pixels first (resolution_vs_filters.py): 160 px, the filters take the rest of the 0.5 cut
     "macs0.5_oneshot_resolution160": [*RUNS["macs0.5_oneshot"], "--resolution", "160"],
+    # the two commands and the 0.7 one with the size chosen by shrink (the smallest multiple of 32 that fits)
+    "macs0.5_oneshot_resolution_auto": [*RUNS["macs0.5_oneshot"], "--resolution", "auto"],
+    "macs0.5_epochs20_resolution_auto": [*RUNS["macs0.5_epochs20"], "--resolution", "auto"],
+    "macs0.7_oneshot_resolution_auto": ["--by", "macs", "--target", "0.7", "--schedule", "oneshot", "--epochs", "0"]
+    + ["--resolution", "auto"],
+    "macs0.7_epochs20_resolution_auto": ["--by", "macs", "--target", "0.7", "--epochs", "20", "--resolution", "auto"],
 }
 # sparsify's masked fine-tune after one-shot magnitude pruning, judged by --retrain-check, and without it
 SPARSIFY_RUNS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 import mobileprune
@@ -44,3 +45,50 @@ def test_resolution_that_alone_cuts_more_than_asked_or_a_latency_target_is_one_l
     assert res.code == 2 and "--by latency" in res.err and not Path("o").exists()
     res = run_cli(*BASE, "--resolution", "4", "--target", "0.5", "--out", "o")
     assert res.code == 2 and "--resolution must be between" in res.err
+
+
+def test_resolution_auto_picks_the_smallest_multiple_of_32_that_keeps_the_target(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = [*BASE[:5], "96", *BASE[6:]]
+    unpruned = load_model("mobilenet_v2", num_classes=2).model
+    full = _macs(unpruned, 96)
+    assert _macs(unpruned, 32) / full < 0.4 <= _macs(unpruned, 64) / full  # so the rule's answer is 64
+    res = run_cli(*base, "--resolution", "auto", "--target", "0.4", "--out", "o")
+    assert res.code == 0, res.err
+    report = json.loads(Path("o/report.json").read_text())
+    assert report["spec"]["input_size"] == 64 and report["resolution"]["from_px"] == 96
+    assert abs(report["ratios"]["macs"] - 0.4) <= 0.01 and report["before"]["macs"] == full
+
+
+def test_resolution_auto_keeps_the_size_when_no_smaller_one_fits_or_the_target_is_params(
+    run_cli, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    for out, by, target in (("macs", "macs", "0.9"), ("params", "params", "0.5")):
+        args = [*BASE[:-3], "--by", by, "--resolution", "auto", "--target", target, "--out", out]
+        res = run_cli(*args)
+        assert res.code == 0, res.err
+        assert "--resolution auto" in res.out and "64" in res.out, res.out
+        report = json.loads(Path(out, "report.json").read_text())
+        assert report["spec"]["input_size"] == 64 and "resolution" not in report
+        assert abs(report["ratios"][by] - float(target)) <= 0.01
+
+
+def test_bad_resolution_values_are_one_line(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = run_cli(*BASE, "--resolution", "big", "--target", "0.5", "--out", "o")
+    assert res.code == 2 and "--resolution must be a whole number" in res.err and not Path("o").exists()
+    res = run_cli(*BASE[:-3], "--speedup", "2", "--resolution", "auto", "--out", "o", "--quiet")
+    assert res.code == 2 and "--resolution auto counts MACs" in res.err and not Path("o").exists()
+    assert len(res.err.strip().splitlines()) == 1
+
+
+def test_resuming_at_another_resolution_names_the_input_size():
+    from mobileprune.errors import UserError
+    from mobileprune.prune.checkpoint import RunCheckpoint
+
+    saved = {"input_size": 48, "config": {"target": 0.711}}  # --resolution 48: the filters' target follows it
+    with pytest.raises(UserError, match="input-size = 48, this run has 64"):
+        RunCheckpoint(saved={"settings": saved}).begin({"input_size": 64, "config": {"target": 0.4}})
+    old = {"config": {"target": 0.4}}  # written before the input size was recorded: taken as this run's
+    RunCheckpoint(saved={"settings": old}).begin({"input_size": 64, "config": {"target": 0.4}}, {"input_size": 64})

@@ -289,6 +289,16 @@ def target(text: str) -> float:
     return parse_target(text)
 
 
+def resolution(text: str) -> int | str:
+    """'160' → 160 px; 'auto' stays (the pipeline picks the size)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--resolution must be a whole number of pixels or auto, not '{text}'") from None
+
+
 def speedup(text: str) -> float:
     """'2' → keep 0.5 of the latency; a speed-up must be a number above 1."""
     try:

@@ -18,6 +18,7 @@ from ..train.data import DataSplits
 from .app import app
 from .checkpointing import CheckpointEvery, Force, Resume, open_checkpoint, replaces
 from .convert import convert_and_report, formats
+from .options import resolution as parse_resolution
 from .options import speedup as parse_speedup
 from .options import target as parse_target
 from .options import with_options
@@ -36,10 +37,11 @@ def shrink(
         str | None, typer.Option(help="Measured speed-up to reach on --runtime: --by latency --target 1/SPEEDUP.")
     ] = None,
     resolution: Annotated[
-        int | None,
+        str | None,
         typer.Option(
             help="Run the result at N px (the app feeds it N-px images): fewer pixels cut MACs with every weight "
-            "kept; --target counts against the model at its own input size and filters take the rest."
+            "kept; --target counts against the model at its own input size and filters take the rest. auto: the "
+            "smallest multiple of 32 px that keeps the --by macs target."
         ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder [default: MODEL's name + .shrunk].")] = None,
@@ -84,8 +86,8 @@ def shrink(
     cut = None
     try:
         if resolution is not None:  # before the images are opened: they are resized for the new size
-            config, cut = api.cut_resolution(loaded, config, resolution)
-            progress.log(cut.describe())
+            config, cut = api.cut_resolution(loaded, config, parse_resolution(resolution))
+            progress.log(cut.describe() if cut else api.kept_size_reason(loaded, config))
         splits, evals = api.open_shrink_data(loaded.spec, data, eval_data, distill=config.distill, seed=config.seed)
         note_few_photos(splits, progress)
         result = api.shrink(loaded, config, splits, evals, progress, checkpoint)

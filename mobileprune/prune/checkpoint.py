@@ -107,7 +107,7 @@ class RunCheckpoint:
         old = _flat(self.saved["settings"])
         new = _flat(settings)
         known = _flat(defaults or {})
-        for key in sorted(set(old) | set(new)):
+        for key in [*new, *(k for k in old if k not in new)]:  # settings' order: the first differing is named
             if key not in old and key in known and new.get(key) == known[key]:
                 continue
             if key.split(".")[-1] not in NEUTRAL and old.get(key) != new.get(key):

@@ -114,10 +114,8 @@ def shrink(
     progress: Progress = SILENT,
     checkpoint: RunCheckpoint | None = None,
 ) -> ShrinkResult:
-    """Prune `loaded.model` in place to `config.target` and, with data, win accuracy back.
-
-    `checkpoint`: where to save progress, or a loaded checkpoint to resume (see checkpoint.py).
-    """
+    """Prune `loaded.model` in place to `config.target` and, with data, win accuracy back; `checkpoint`: where
+    to save progress, or a loaded checkpoint to resume (see checkpoint.py)."""
     config.validate()
     run = start(loaded, config, data, eval_data, progress, checkpoint)
     measure_before(run)
@@ -169,12 +167,13 @@ def start(
     run = ShrinkRun(loaded, config, data, progress, torch.randn(1, 3, size, size), checkpoint or RunCheckpoint())
     run.checkpoint.begin(
         {
+            "input_size": size,  # --resolution changes it (and the target); older checkpoints: as this run's
             "config": config.to_json(),
             "source_sha256": loaded.sha256,
             "data": str(data.root) if data is not None else None,
             "eval_images": len(eval_data) if eval_data is not None else None,
         },
-        defaults={"config": ShrinkConfig(target=config.target).to_json()},
+        defaults={"config": ShrinkConfig(target=config.target).to_json(), "input_size": size},
     )
     run.eval_set, run.accuracy.note = evaluation_set(loaded.spec.num_classes, data, eval_data)
     if run.accuracy.note:
