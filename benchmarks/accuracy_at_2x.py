@@ -25,6 +25,11 @@ machine, timed interleaved against the unpruned model): shrink's default with `-
 Torch-Pruning recipe solved to the same latency tables' prediction, timed and re-aimed by the same correction
 loop (`meet_measured_target`); every row is then timed once more by the benchmark. Run it on an idle machine.
 
+`--resolution auto` (or N): every row runs at the size `shrink --resolution auto` picks for its target (the
+smallest multiple of 32 px whose MACs alone keep the target), the filters cut to the target of the 224-px
+MACs, the teacher the unpruned model at that size (as the CLI's); plus "resolution only", the unpruned model
+at that size.
+
 Writes benchmarks/results/accuracy_at_2x.json and .png. Run: `make bench-accuracy` (about 75 min on 2 cores);
 `python benchmarks/accuracy_at_2x.py --by latency --targets 0.5` for the measured 2x rows.
 """
@@ -38,14 +43,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from protocol import WEIGHTS, build_split
 from rich.console import Console
 
 from mobileprune import ShrinkConfig, load_model, shrink
-from mobileprune.api import open_shrink_data
+from mobileprune.api import cut_resolution, open_shrink_data
+from mobileprune.artifacts.loading import run_at
 from mobileprune.atomic import write_json
+from mobileprune.cli.options import resolution as parse_resolution
 from mobileprune.models import classifier_module
 from mobileprune.progress import Progress
 from mobileprune.prune.cost import COST_MODELS, count_cost
@@ -64,6 +72,8 @@ from anchors import torch_pruning  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ANCHORS = ("uniform_l1", "global_taylor", "global_lamp", "width")
 DEFAULT = "mobileprune compensated sensitivity (4 rounds, default)"
+RESOLUTION_ONLY = "resolution only"  # the unpruned model at the row's size: nothing pruned
+FULL_SIZE = 224  # px, the shared MobileNetV2's own size; rows without "resolution" ran at it
 TARGET_KEY = {"macs": "target_macs", "latency": "target_latency"}
 # rounds, and whether shrink reconstructs (then its sensitivity probes are compensated)
 OURS = {
@@ -83,6 +93,12 @@ def main() -> None:
         default="macs",
         help="latency: every row held to the measured LiteRT fp32 latency (one thread) of this machine; run idle",
     )
+    ap.add_argument(
+        "--resolution",
+        default="",
+        help="auto or N px: every row runs at that size (auto: shrink --resolution auto's per target), filters "
+        "cut to the target of the full-size MACs; adds the 'resolution only' row",
+    )
     ap.add_argument("--steps", type=int, default=48, help="distillation steps of 32 images for every row")
     ap.add_argument("--reconstruct-images", type=int, default=ShrinkConfig.reconstruct_images)
     ap.add_argument("--no-mirror", action="store_true", help="reconstruct without the mirror images")
@@ -92,87 +108,144 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     split = build_split(args.split)
-    teacher_loaded = load_model(WEIGHTS, arch="mobilenet_v2")
-    spec = teacher_loaded.spec
-    data, heldout = open_shrink_data(spec, split / "unlabeled", split / "heldout", distill=True)
-    eval_loader = make_loader(heldout, 50, False, workers=1)
-    teacher = teacher_loaded.model.eval()
+    full = _Setting.at(split, None, args)
     results = _previous(args.out)
     if "unpruned_top1" not in results:
-        results["unpruned_top1"] = evaluate(teacher, eval_loader).top1
-    print(f"unpruned top-1 on {len(heldout)} held-out photos: {results['unpruned_top1']:.3f}", flush=True)
-    example = torch.randn(1, 3, spec.input_size, spec.input_size)
-    base_macs = count_cost(teacher, example).macs
-    calibration = calibration_batches(data.calibration_set(), 32, 32, seed=0)
-    mirror = not args.no_mirror
-    recon_batches = fitting_batches(data.calibration_set(), args.reconstruct_images, 32, 0, mirror)
-    recipe = f"{sum(len(b) for b in recon_batches) // (2 if mirror else 1)} photos" + (" + mirrors" if mirror else "")
-    recipe += ", classifier at positions"  # rows before it fitted the pooled classifier on one vector per image
-    recipe += ", residual blocks to their outputs"  # rows before it fitted a block's last layer to its own output
-    kd_loader = make_loader(
-        data.train.with_transform(train_transform(spec.input_size, spec.mean, spec.std, RECOVERY.crop_scale)),
-        32,
-        True,
-        0,
-        workers=1,
-    )
+        results["unpruned_top1"] = evaluate(full.teacher, full.eval_loader).top1
+    print(f"unpruned top-1 on {len(full.eval_loader.dataset)} held-out photos: {results['unpruned_top1']:.3f}")
+    base_macs = count_cost(full.teacher, full.example).macs
     # --only: in the order given; commas inside a row's parentheses ("(4 rounds, default)") do not split
     rows = re.split(r",(?![^()]*\))", args.only) if args.only else [*ANCHORS, *OURS]
     if args.by == "latency" and not args.only:
         rows = [*ANCHORS, DEFAULT]  # the slow part is timing: only today's default of ours
-    unknown = [name for name in rows if name not in ANCHORS and name not in OURS]
+    if args.resolution and not args.only:
+        rows = [RESOLUTION_ONLY, *ANCHORS, DEFAULT]
+    if args.resolution and args.by == "latency":
+        sys.exit("--resolution counts MACs: use it with --by macs")
+    unknown = [name for name in rows if name not in ANCHORS and name not in OURS and name != RESOLUTION_ONLY]
     if unknown:
-        sys.exit(f"unknown rows {unknown}; rows: {[*ANCHORS, *OURS]}")
+        sys.exit(f"unknown rows {unknown}; rows: {[RESOLUTION_ONLY, *ANCHORS, *OURS]}")
     progress = Progress(Console())
-    head = classifier_module(teacher, spec)
-    cost = _latency_cost(teacher, example, head, progress) if args.by == "latency" else None
+    cost = _latency_cost(full.teacher, full.example, full.head, progress) if args.by == "latency" else None
     for target in (float(t) for t in args.targets.split(",")):
+        here, filters = full, target
+        if args.resolution:
+            config, cut = cut_resolution(
+                load_model(WEIGHTS, arch="mobilenet_v2"),
+                ShrinkConfig(target, by="macs"),
+                parse_resolution(args.resolution),
+            )
+            if cut is not None:
+                here, filters = _Setting.at(split, cut.size, args), config.target
         for name in rows:
-            if _done(results, name, args.by, target, recipe):
+            if _done(results, name, args.by, target, here.recipe, here.size) or (
+                name == RESOLUTION_ONLY and here is full
+            ):
                 continue
             torch.manual_seed(0)
             started = time.time()
-            if name in OURS:
-                loaded = load_model(WEIGHTS, arch="mobilenet_v2")
+            if name == RESOLUTION_ONLY:
+                model, kept = copy.deepcopy(here.teacher), {}
+            elif name in OURS:
+                loaded = here.load()
                 rounds, inside = OURS[name]
                 config = ShrinkConfig(
-                    target=target,
+                    target=filters,
                     by=args.by,
                     schedule="oneshot",
                     distill=True,
                     rounds=rounds,
                     reconstruct=inside,
                     reconstruct_images=args.reconstruct_images,
-                    reconstruct_mirror=mirror,
+                    reconstruct_mirror=not args.no_mirror,
                 )
-                result = shrink(loaded, config, data, progress=progress)
+                result = shrink(loaded, config, here.data, progress=progress)
                 model, kept = result.model, result.kept_outputs
                 checks = result.report.latency["rounds"][-1]["checks"] if cost else None
             elif cost is not None:
-                model, kept, checks = _anchor_at_latency(cost, teacher, example, head, name, target, calibration)
+                model, kept, checks = _anchor_at_latency(
+                    cost, here.teacher, here.example, here.head, name, target, here.calibration
+                )
             else:
-                model, kept = torch_pruning(teacher, example, head, name, target, calibration)
+                model, kept = torch_pruning(here.teacher, here.example, here.head, name, filters, here.calibration)
             row = {"method": name, "by": args.by, TARGET_KEY[args.by]: target}
+            if here.size != full.size:
+                row["resolution"] = here.size  # px; every MAC ratio below is of the full-size model
             row["prune_s"] = round(time.time() - started, 1)
             if cost is not None:  # every row timed the same way, after pruning, against the unpruned model
-                timed = cost.compare(teacher, model.eval())
+                timed = cost.compare(full.teacher, model.eval())
                 row.update(latency_ratio=round(timed.ratio, 4), latency_ms=round(timed.ms, 4), latency_checks=checks)
                 row["latency_calls"] = [round(r, 4) for r in timed.calls]
                 row["latency_noise"] = round(cost.noise, 4)
-            row["reconstruction"] = recipe
+            row["reconstruction"] = here.recipe
             row["mobileprune"] = versions()["mobileprune"]  # rows of one file span commits
-            row["mac_ratio"] = round(count_cost(model, example).macs / base_macs, 4)
+            row["mac_ratio"] = round(count_cost(model, here.example).macs / base_macs, 4)
             row["params_ratio"] = round(
-                sum(p.numel() for p in model.parameters()) / sum(p.numel() for p in teacher.parameters()), 4
+                sum(p.numel() for p in model.parameters()) / sum(p.numel() for p in full.teacher.parameters()), 4
             )
-            inside = OURS.get(name, (1, False))[1]  # shrink already reconstructed: no "pruned" column
-            row["top1_pruned"] = None if inside else evaluate(model.eval(), eval_loader).top1
-            recon = None if inside else recon_batches
-            row.update(_recover(model, kept, teacher, recon, kd_loader, eval_loader, args.steps))
+            inside = OURS.get(name, (1, False))[1] or name == RESOLUTION_ONLY  # nothing (more) to reconstruct
+            row["top1_pruned"] = None if inside else evaluate(model.eval(), here.eval_loader).top1
+            recon = None if inside else here.recon_batches
+            if name == RESOLUTION_ONLY:  # the teacher at this size is this model: distilling it changes nothing
+                top1 = evaluate(model.eval(), here.eval_loader).top1
+                row.update(top1_reconstructed=top1, top1_distilled=top1, distill_steps=0)
+            else:
+                row.update(_recover(model, kept, here.teacher, recon, here.kd_loader, here.eval_loader, args.steps))
             results.setdefault("rows", []).append(row)
             print(row, flush=True)
             _write(args, results)
     _write(args, results)
+
+
+@dataclass
+class _Setting:
+    """Everything a row needs at one input size: the unpruned teacher at that size, the odd photos (allocation,
+    reconstruction, distillation) and the held-out photos resized for it."""
+
+    size: int
+    teacher: torch.nn.Module
+    head: torch.nn.Module
+    example: torch.Tensor
+    data: Any
+    eval_loader: Any
+    kd_loader: Any
+    calibration: list[torch.Tensor]
+    recon_batches: list[torch.Tensor]
+    recipe: str
+
+    @classmethod
+    def at(cls, split: Path, size: int | None, args) -> _Setting:
+        loaded = load_model(WEIGHTS, arch="mobilenet_v2")
+        if size is not None:
+            run_at(loaded, size, "--resolution")
+        spec = loaded.spec
+        data, heldout = open_shrink_data(spec, split / "unlabeled", split / "heldout", distill=True)
+        mirror = not args.no_mirror
+        recon = fitting_batches(data.calibration_set(), args.reconstruct_images, 32, 0, mirror)
+        recipe = f"{sum(len(b) for b in recon) // (2 if mirror else 1)} photos" + (" + mirrors" if mirror else "")
+        recipe += ", classifier at positions"  # rows before it fitted the pooled classifier on one vector per image
+        recipe += ", residual blocks to their outputs"  # rows before it fitted a block's last layer to its output
+        transform = train_transform(spec.input_size, spec.mean, spec.std, RECOVERY.crop_scale)
+        teacher = loaded.model.eval()
+        return cls(
+            size=spec.input_size,
+            teacher=teacher,
+            head=classifier_module(teacher, spec),
+            example=torch.randn(1, 3, spec.input_size, spec.input_size),
+            data=data,
+            eval_loader=make_loader(heldout, 50, False, workers=1),
+            kd_loader=make_loader(data.train.with_transform(transform), 32, True, 0, workers=1),
+            calibration=calibration_batches(data.calibration_set(), 32, 32, seed=0),
+            recon_batches=recon,
+            recipe=recipe,
+        )
+
+    def load(self):
+        """A fresh unpruned model at this size, for shrink to prune in place."""
+        loaded = load_model(WEIGHTS, arch="mobilenet_v2")
+        if loaded.spec.input_size != self.size:
+            run_at(loaded, self.size, "--resolution")
+        return loaded
 
 
 def _latency_cost(teacher: torch.nn.Module, example: torch.Tensor, head: torch.nn.Module, progress: Progress):
@@ -241,9 +314,10 @@ def _previous(path: Path) -> dict:
     return results
 
 
-def _done(results: dict, name: str, by: str, target: float, recipe: str) -> bool:
+def _done(results: dict, name: str, by: str, target: float, recipe: str, size: int) -> bool:
     rows = results.get("rows", [])
-    return any((r["method"], *_target(r), r["reconstruction"]) == (name, by, target, recipe) for r in rows)
+    wanted = (name, by, target, recipe, size)
+    return any((r["method"], *_target(r), r["reconstruction"], r.get("resolution", FULL_SIZE)) == wanted for r in rows)
 
 
 def _target(row: dict) -> tuple[str, float]:
@@ -265,25 +339,30 @@ def _write(args, results: dict) -> None:
 def _plot(results: dict, path: Path) -> None:
     plt = pyplot()
     rows = results.get("rows", [])
-    latest = {_target(r): r["reconstruction"] for r in rows}  # rows are appended as measured
+    latest = {_panel(r): r["reconstruction"] for r in rows}  # rows are appended as measured
     panels = sorted(latest.items())  # compare within one recipe only: each target's latest (the JSON keeps all)
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6), squeeze=False)
     stages = (("top1_pruned", "pruned"), ("top1_reconstructed", "+ reconstruction"), ("top1_distilled", "+ distill"))
-    for ax, ((by, target), recipe) in zip(axes[0], panels, strict=True):
-        here = [r for r in rows if (_target(r), r["reconstruction"]) == ((by, target), recipe)]
+    for ax, ((by, target, size), recipe) in zip(axes[0], panels, strict=True):
+        here = [r for r in rows if (_panel(r), r["reconstruction"]) == ((by, target, size), recipe)]
         for s, (key, label) in enumerate(stages):
             values = [r[key] or 0.0 for r in here]
             ax.bar([i + (s - 1) * 0.27 for i in range(len(here))], values, 0.27, label=label)
-        ax.axhline(results["unpruned_top1"], color="k", ls="--", lw=1, label="unpruned")
+        ax.axhline(results["unpruned_top1"], color="k", ls="--", lw=1, label="unpruned (224 px)")
         names = [
             r["method"].replace("mobileprune ", "mp ").replace("compensated sensitivity", "compensated") for r in here
         ]
         ax.set_xticks(range(len(here)), names, rotation=25, ha="right")
         ax.set_ylim(0, 1)
         what = "MACs" if by == "macs" else "measured LiteRT latency"
-        ax.set_title(f"MobileNetV2 at {target:g} of its {what}\nreconstruction on {recipe}", fontsize=10)
+        at = f", run at {size} px" if size != FULL_SIZE else ""
+        ax.set_title(f"MobileNetV2 at {target:g} of its {what}{at}\nreconstruction on {recipe}", fontsize=10)
         ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+def _panel(row: dict) -> tuple[str, float, int]:
+    return (*_target(row), row.get("resolution", FULL_SIZE))
 
 
 if __name__ == "__main__":
