@@ -26,7 +26,7 @@ from .progress import SILENT, Progress
 from .prune.config import ShrinkConfig
 from .prune.pipeline import ShrinkResult, shrink
 from .prune.report import ShrinkReport
-from .prune.resolution import ResolutionCut, cut_resolution, kept_size_reason
+from .prune.resolution import ResolutionCut, auto_size, cut_resolution, kept_size_reason
 from .sparsify.config import SparsifyConfig
 from .sparsify.run import sparsify
 from .sweep import run_sweep as sweep
@@ -113,6 +113,7 @@ __all__ = [
     "open_image_folder",
     "open_shrink_data",
     "cut_resolution",
+    "auto_size",
     "kept_size_reason",
     "ResolutionCut",
     "read_report",

@@ -92,3 +92,14 @@ def test_resuming_at_another_resolution_names_the_input_size():
         RunCheckpoint(saved={"settings": saved}).begin({"input_size": 64, "config": {"target": 0.4}})
     old = {"config": {"target": 0.4}}  # written before the input size was recorded: taken as this run's
     RunCheckpoint(saved={"settings": old}).begin({"input_size": 64, "config": {"target": 0.4}}, {"input_size": 64})
+
+
+def test_a_macs_cut_without_resolution_names_the_smaller_size_that_would_fit(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = ["shrink", "mobilenet_v2", "--num-classes", "2", "--input-size", "96", "--by", "macs"]
+    res = run_cli(*base, "--target", "0.4", "--out", "a")
+    assert res.code == 0, res.err
+    assert "at 64 px this network keeps 0.4 of the MACs" in " ".join(res.out.split()), res.out
+    assert json.loads(Path("a/report.json").read_text())["spec"]["input_size"] == 96  # only a note
+    res = run_cli(*base, "--target", "0.9", "--out", "b")
+    assert res.code == 0 and "--resolution auto" not in res.out, res.out

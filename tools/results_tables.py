@@ -23,7 +23,9 @@ def accuracy(latest: bool = False) -> None:
     a recipe's description only grows, "…, residual blocks to their outputs", so the longest is the newest)."""
     data = json.loads((RESULTS / "accuracy_at_2x.json").read_text())
     print(f"unpruned top-1 {data['unpruned_top1']:.3f}; recovery {data['recovery']['steps']} steps of 32")
-    rows = sorted(data["rows"], key=lambda row: (_target(row)[0] != "macs", _target(row), row["reconstruction"]))
+    rows = sorted(
+        data["rows"], key=lambda row: (_target(row)[0] != "macs", _target(row), _px(row), row["reconstruction"])
+    )
     if latest:
         newest: dict[tuple[str, float], str] = {}
         for r in rows:
@@ -39,12 +41,18 @@ def accuracy(latest: bool = False) -> None:
     for r in rows:
         by, target = _target(r)
         recipe = "" if latest else f" {r['reconstruction']} |"
+        at = f" at {r['resolution']} px" if "resolution" in r else ""
         print(
-            f"| {target:g} {'MACs' if by == 'macs' else 'latency'} |{recipe} {r['method']} | "
+            f"| {target:g} {'MACs' if by == 'macs' else 'latency'}{at} |{recipe} {r['method']} | "
             f"{r['mac_ratio']:.3f} | {r['params_ratio']:.3f} | {_f(r.get('latency_ratio'))} | "
             f"{_f(r['top1_pruned'])} | {_f(r['top1_reconstructed'])} | {_f(r['top1_distilled'])} | "
-            f"{r['prune_s']:.0f} / {_f(r.get('reconstruct_s'), 0)} / {r['distill_s']:.0f} s |"
+            f"{r['prune_s']:.0f} / {_f(r.get('reconstruct_s'), 0)} / {_f(r.get('distill_s'), 0)} s |"
         )
+
+
+def _px(row: dict) -> int:
+    """The input size a row ran at (`--resolution` rows say; the others ran at the model's 224)."""
+    return row.get("resolution", 224)
 
 
 def _target(row: dict) -> tuple[str, float]:
