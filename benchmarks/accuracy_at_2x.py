@@ -40,6 +40,7 @@ import argparse
 import copy
 import re
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -350,10 +351,15 @@ def _plot(results: dict, path: Path) -> None:
     plt = pyplot()
     rows = results.get("rows", [])
     latest = {_panel(r): r["reconstruction"] for r in rows}  # rows are appended as measured
-    panels = sorted(latest.items())  # compare within one recipe only: each target's latest (the JSON keeps all)
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6), squeeze=False)
+    # compare within one recipe only: each target's latest (the JSON keeps all); full-size rows first
+    panels = sorted(latest.items(), key=lambda item: (item[0][2] != FULL_SIZE, item[0][0] != "macs", item[0][1]))
+    columns = min(3, len(panels))
+    grid = (len(panels) + columns - 1) // columns
+    fig, axes = plt.subplots(grid, columns, figsize=(7 * columns, 5.2 * grid), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
     stages = (("top1_pruned", "pruned"), ("top1_reconstructed", "+ reconstruction"), ("top1_distilled", "+ distill"))
-    for ax, ((by, target, size), recipe) in zip(axes[0], panels, strict=True):
+    for ax, ((by, target, size), recipe) in zip(axes.flat, panels, strict=False):  # the grid may have a spare cell
         here = [r for r in rows if (_panel(r), r["reconstruction"]) == ((by, target, size), recipe)]
         for s, (key, label) in enumerate(stages):
             values = [r[key] or 0.0 for r in here]
@@ -366,9 +372,11 @@ def _plot(results: dict, path: Path) -> None:
         ax.set_ylim(0, 1)
         what = "MACs" if by == "macs" else "measured LiteRT latency"
         at = f", run at {size} px" if size != FULL_SIZE else ""
-        ax.set_title(f"MobileNetV2 at {target:g} of its {what}{at}\nreconstruction on {recipe}", fontsize=10)
-        ax.legend(fontsize=8)
-    save_figure(fig, path)
+        wrapped = textwrap.fill(f"reconstruction on {recipe}", 70)
+        ax.set_title(f"MobileNetV2 at {target:g} of its {what}{at}\n{wrapped}", fontsize=9)
+    handles, labels = axes.flat[0].get_legend_handles_labels()  # one legend: the bars are high in every panel
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=9)
+    save_figure(fig, path, top=1 - 0.35 / fig.get_figheight())
 
 
 def _panel(row: dict) -> tuple[str, float, int]:
