@@ -119,7 +119,9 @@ def main() -> None:
     results = _previous(args.out)
     if "unpruned_top1" not in results:
         results["unpruned_top1"] = evaluate(full.teacher, full.eval_loader).top1
-    print(f"unpruned top-1 on {len(full.eval_loader.dataset)} held-out photos: {results['unpruned_top1']:.3f}")
+    print(
+        f"unpruned top-1 on {len(full.eval_loader.dataset)} held-out photos: {results['unpruned_top1']:.3f}", flush=True
+    )
     base_macs = count_cost(full.teacher, full.example).macs
     # --only: in the order given; commas inside a row's parentheses ("(4 rounds, default)") do not split
     rows = re.split(r",(?![^()]*\))", args.only) if args.only else [*ANCHORS, *OURS]

@@ -104,7 +104,10 @@ def auto_size(loaded: LoadedModel, config: ShrinkConfig) -> int | None:
     """The smallest multiple of STRIDE below the model's size whose MACs alone keep ≥ the target; None: none
     does, or the target does not count MACs (parameters do not shrink with pixels)."""
     if config.by == "latency":
-        raise UserError("--resolution auto counts MACs: use --by macs, or a fixed --resolution N with --input-size")
+        raise UserError(
+            "--resolution auto counts MACs: use --by macs; for a latency target time the sizes with `mobileprune "
+            "bench` and pass --input-size N with a --target of the N-px model's latency"
+        )
     if config.by != "macs":
         return None
     original = loaded.spec.input_size
