@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench-shrink bench-convert bench-speed bench-sweep bench-data-free bench-accuracy bench-latency bench-mediapipe bench-damage bench-app-input bench-resume bench-sparsify bench-resolution clean
+.PHONY: demo test test-all lint bench-shrink bench-convert bench-speed bench-sweep bench-data-free bench-accuracy bench-latency bench-mediapipe bench-damage bench-app-input bench-resume bench-sparsify bench-resolution bench-adaptive-bn clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ bench-resume: $(STAMP)  # kill -9 three times + --resume on MobileNetV2, against
 
 bench-resolution: $(STAMP)  # fewer pixels vs fewer filters at 0.5 / 0.7 of the MACs; run on an idle machine
 	$(BIN)/python benchmarks/resolution_vs_filters.py
+	$(BIN)/python benchmarks/accuracy_at_2x.py --resolution auto
+
+bench-adaptive-bn: $(STAMP)  # BN statistics re-estimated after pruning, on the shared model given real statistics
+	$(BIN)/python benchmarks/adaptive_bn.py
 
 bench-latency: $(STAMP)  # run on an otherwise idle machine
 	$(BIN)/python benchmarks/latency_target.py
