@@ -52,7 +52,6 @@ from rich.console import Console
 
 from mobileprune import ShrinkConfig, load_model, shrink
 from mobileprune.api import cut_resolution, open_shrink_data
-from mobileprune.artifacts.loading import run_at
 from mobileprune.atomic import write_json
 from mobileprune.cli.options import resolution as parse_resolution
 from mobileprune.models import classifier_module
@@ -141,9 +140,7 @@ def main() -> None:
         here, filters = full, target
         if args.resolution:
             config, cut = cut_resolution(
-                load_model(WEIGHTS, arch="mobilenet_v2"),
-                ShrinkConfig(target, by="macs"),
-                parse_resolution(args.resolution),
+                _unpruned(), ShrinkConfig(target, by="macs"), parse_resolution(args.resolution)
             )
             if cut is not None:
                 here, filters = _Setting.at(split, cut.size, args), config.target
@@ -157,7 +154,7 @@ def main() -> None:
             if name == RESOLUTION_ONLY:
                 model, kept = copy.deepcopy(here.teacher), {}
             elif name in OURS:
-                loaded = here.load()
+                loaded = _unpruned(here.size)
                 rounds, inside = OURS[name]
                 config = ShrinkConfig(
                     target=filters,
@@ -228,9 +225,7 @@ class _Setting:
 
     @classmethod
     def at(cls, split: Path, size: int | None, args) -> _Setting:
-        loaded = load_model(WEIGHTS, arch="mobilenet_v2")
-        if size is not None:
-            run_at(loaded, size, "--resolution")
+        loaded = _unpruned(size)
         spec = loaded.spec
         data, heldout = open_shrink_data(spec, split / "unlabeled", split / "heldout", distill=True)
         mirror = not args.no_mirror
@@ -253,12 +248,10 @@ class _Setting:
             recipe=recipe,
         )
 
-    def load(self):
-        """A fresh unpruned model at this size, for shrink to prune in place."""
-        loaded = load_model(WEIGHTS, arch="mobilenet_v2")
-        if loaded.spec.input_size != self.size:
-            run_at(loaded, self.size, "--resolution")
-        return loaded
+
+def _unpruned(size: int | None = None):
+    """A fresh copy of the shared MobileNetV2, at `size` px (default: its own), for a row to prune in place."""
+    return load_model(WEIGHTS, arch="mobilenet_v2", input_size=size)
 
 
 def _latency_cost(teacher: torch.nn.Module, example: torch.Tensor, head: torch.nn.Module, progress: Progress):

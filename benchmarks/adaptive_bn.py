@@ -120,10 +120,9 @@ def main() -> None:
             "folded": evaluate(folded, eval_loader).top1,
             "unfolded": evaluate(unfolded, eval_loader).top1,
         },
-        "folded_model_re_estimated_top1": None,
         "rows": [],
     }
-    broken = copy.deepcopy(folded)
+    broken = copy.deepcopy(folded)  # what re-estimating would do to the folded model itself
     re_estimate(broken, fitting)
     results["folded_model_re_estimated_top1"] = evaluate(broken, eval_loader).top1
     print(results, flush=True)
